@@ -1,0 +1,1 @@
+"""pytest-ebpf: build, inspect, verify, load and run Rust eBPF objects from pytest."""

@@ -1,0 +1,286 @@
+"""Build the eBPF crate with cargo, once, and say what was built or why it failed.
+
+The artifact comes from cargo's JSON messages (``compiler-artifact`` with an ``executable``),
+never from guessing paths under ``target/``. A failure keeps cargo's rendered diagnostics and
+adds a :class:`~pytest_ebpf.diagnose.Diagnosis` for every known toolchain problem in them.
+Both outcomes are plain data that travel to xdist workers as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from pytest_ebpf.cargo_project import Crate, root_bpf_config
+from pytest_ebpf.diagnose import BuildContext, Diagnosis, diagnose, root_config_diagnosis
+from pytest_ebpf.toolchain import (
+    RustcInfo,
+    ToolError,
+    active_toolchain,
+    bpf_linker_info,
+    rustc_info,
+    short_toolchain_name,
+)
+
+BPF_TARGETS = ("bpfel-unknown-none", "bpfeb-unknown-none")
+_OUTPUT_CAP = 60_000
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build: the resolved settings of one session."""
+
+    crate: Crate
+    toolchain: str | None = None
+    """A rustup toolchain name; ``None`` lets rustup pick (rust-toolchain.toml, default)."""
+    target: str = "bpfel-unknown-none"
+    profile: str = "release"
+    features: tuple[str, ...] = ()
+    build_std: str = "auto"
+    """``auto``, ``none``, or a comma list of crates (``core``, ``core,alloc``)."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A successful build (or a prebuilt object given with ``--ebpf-object``)."""
+
+    object_path: str
+    objects: tuple[str, ...]
+    """Every binary artifact of the crate (Aya: one object per ``[[bin]]``)."""
+    package: str
+    crate_dir: str
+    toolchain: str
+    toolchain_source: str
+    rustc_release: str
+    llvm_version: str
+    linker: str
+    """``bpf-linker 0.13.0 (LLVM 22)`` or empty."""
+    target: str
+    profile: str
+    build_std: tuple[str, ...]
+    command: tuple[str, ...]
+    duration: float
+    """Seconds spent in cargo."""
+    prebuilt: bool = False
+
+    @property
+    def path(self) -> Path:
+        return Path(self.object_path)
+
+
+@dataclass(frozen=True)
+class BuildFailure:
+    """A build that failed, with cargo's diagnostics and the known problems found in them."""
+
+    package: str
+    command: tuple[str, ...]
+    returncode: int
+    output: str
+    diagnoses: tuple[Diagnosis, ...] = field(default_factory=tuple)
+    summary: str = ""
+
+    def render(self, max_output_lines: int = 40) -> str:
+        """Summary first, cargo's decisive lines next, the fixes last."""
+        first = self.diagnoses[0].problem if self.diagnoses else self.summary or "cargo failed"
+        lines = [f"eBPF build of {self.package} failed: {first}"]
+        if self.command:
+            lines.append(f"command: {' '.join(self.command)} (exit {self.returncode})")
+        excerpt = _decisive_lines(self.output, max_output_lines)
+        if excerpt:
+            tool = self.command[0] if self.command else "the toolchain"
+            lines += ["", f"{tool} said:", *(f"  {line}" for line in excerpt)]
+        if self.diagnoses:
+            lines += ["", "what is wrong and how to fix it:"]
+            lines += [d.render() for d in self.diagnoses]
+        elif not self.summary:
+            lines += ["", "fix: read cargo's errors above; run `pytest-ebpf doctor` to check "
+                      "the toolchain"]
+        return "\n".join(lines)
+
+
+Outcome = Union[BuildResult, BuildFailure]
+
+
+def _decisive_lines(output: str, limit: int) -> list[str]:
+    """Error and warning blocks of cargo's output, without the ``Compiling`` noise."""
+    kept: list[str] = []
+    keep_block = False
+    for line in output.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("Compiling ", "Downloaded ", "Downloading ", "Updating ",
+                                "Locking ", "Adding ", "Blocking ", "Finished ", "Checking ")):
+            keep_block = False
+            continue
+        if stripped.startswith(("error", "warning: unused")) or "error:" in stripped:
+            keep_block = True
+        if re.match(r"(\d+: |at /|stack backtrace:|note: Some details are omitted)", stripped):
+            continue  # a build script's panic backtrace: noise
+        if keep_block and stripped:
+            kept.append(line.rstrip())
+    if not kept:
+        kept = [line.rstrip() for line in output.splitlines() if line.strip()][-limit:]
+    if len(kept) > limit:
+        kept = [*kept[:limit - 1], f"... ({len(kept) - limit + 1} more lines)"]
+    return kept
+
+
+def outcome_to_json(outcome: Outcome) -> str:
+    kind = "result" if isinstance(outcome, BuildResult) else "failure"
+    return json.dumps({"kind": kind, "data": asdict(outcome)})
+
+
+def outcome_from_json(text: str) -> Outcome:
+    payload: dict[str, Any] = json.loads(text)
+    data = payload["data"]
+    for key, value in list(data.items()):
+        if isinstance(value, list) and key != "diagnoses":
+            data[key] = tuple(value)
+    if payload["kind"] == "result":
+        return BuildResult(**data)
+    data["diagnoses"] = tuple(Diagnosis(**d) for d in data["diagnoses"])
+    return BuildFailure(**data)
+
+
+def prebuilt(path: Path) -> BuildResult:
+    """``--ebpf-object``: use an object as it is; no cargo runs."""
+    return BuildResult(
+        object_path=str(path.resolve()),
+        objects=(str(path.resolve()),),
+        package=path.name,
+        crate_dir="",
+        toolchain="",
+        toolchain_source="prebuilt object (--ebpf-object)",
+        rustc_release="",
+        llvm_version="",
+        linker="",
+        target="",
+        profile="",
+        build_std=(),
+        command=(),
+        duration=0.0,
+        prebuilt=True,
+    )
+
+
+def _build_std_crates(request: BuildRequest, info: RustcInfo) -> tuple[str, ...]:
+    if request.build_std == "none":
+        return ()
+    if request.build_std != "auto":
+        return tuple(c for c in request.build_std.split(",") if c)
+    if request.crate.config.build_std:
+        return ()  # the crate's own config already asks cargo for it
+    return () if info.has_core(request.target) else ("core",)
+
+
+def build_command(request: BuildRequest, build_std: tuple[str, ...]) -> list[str]:
+    """The cargo command line (run in the crate's directory so its config applies)."""
+    argv = ["cargo"]
+    if request.toolchain:
+        argv.append(f"+{request.toolchain}")
+    argv += ["build", "--package", request.crate.name, "--bins", "--target", request.target,
+             "--message-format=json-render-diagnostics"]
+    argv += ["--release"] if request.profile == "release" else ["--profile", request.profile]
+    if request.features:
+        argv += ["--features", ",".join(request.features)]
+    if build_std:
+        argv += ["-Z", f"build-std={','.join(build_std)}"]
+    return argv
+
+
+def _context(request: BuildRequest, info: RustcInfo | None, build_std: tuple[str, ...],
+             root_config: Path | None) -> BuildContext:
+    linker = bpf_linker_info()
+    return BuildContext(
+        target=request.target,
+        toolchain=request.toolchain or (short_toolchain_name(info.toolchain or "", info.host)
+                                        if info else ""),
+        rustc_llvm=info.llvm_version if info else "",
+        linker_llvm_major=linker.llvm_major if linker else None,
+        build_std=build_std,
+        root_config=str(root_config) if root_config else "",
+    )
+
+
+def run_build(request: BuildRequest) -> Outcome:
+    """Run cargo once for the eBPF crate and return what it built, or why it failed."""
+    crate = request.crate
+    if shutil.which("cargo") is None:
+        text = "`cargo` is not on PATH"
+        return BuildFailure(crate.name, (), 127, text,
+                            diagnose(text, BuildContext(target=request.target)))
+    root_config = root_bpf_config(crate)
+    if root_config is not None:
+        ctx = BuildContext(target=crate.config.target or request.target,
+                           root_config=str(root_config))
+        return BuildFailure(crate.name, (), 1, "", (root_config_diagnosis(ctx),),
+                            summary="BPF settings at the workspace root")
+    try:
+        info = rustc_info(request.toolchain, crate.directory)
+    except ToolError as exc:
+        text = str(exc)
+        ctx = BuildContext(target=request.target, toolchain=request.toolchain or "")
+        found = diagnose(text, ctx)
+        return BuildFailure(crate.name, ("rustc", "-vV"), 1, text, found,
+                            summary=f"rustc could not be asked for its version: {text}")
+    if request.toolchain is None:
+        active = active_toolchain(crate.directory)
+        toolchain_name = active.name if active else "cargo on PATH"
+        toolchain_source = f"rustup: {active.reason}" if active else "no rustup: cargo on PATH"
+    else:
+        toolchain_name, toolchain_source = request.toolchain, "--ebpf-toolchain"
+    build_std = _build_std_crates(request, info)
+    argv = build_command(request, build_std)
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=crate.directory, capture_output=True, text=True,
+                          env=os.environ.copy(), check=False)
+    duration = time.monotonic() - started
+    artifacts: list[str] = []
+    for line in proc.stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if message.get("reason") == "compiler-artifact" and message.get("executable"):
+            artifacts.append(str(message["executable"]))
+    stderr = proc.stderr[-_OUTPUT_CAP:]
+    if proc.returncode != 0:
+        ctx = _context(request, info, build_std, None)
+        return BuildFailure(crate.name, tuple(argv), proc.returncode, stderr,
+                            diagnose(stderr, ctx))
+    if not artifacts:
+        return BuildFailure(
+            crate.name, tuple(argv), 0, stderr,
+            summary=f"cargo built no binary for {crate.name}: an Aya eBPF crate needs a "
+                    "[[bin]] target (src/main.rs with #![no_main]); add one to its Cargo.toml",
+        )
+    primary = next((a for a in artifacts if Path(a).name == crate.name), artifacts[0])
+    linker = bpf_linker_info()
+    linker_text = ""
+    if linker is not None:
+        llvm = f" (LLVM {linker.llvm_major})" if linker.llvm_major else ""
+        linker_text = f"bpf-linker {linker.version}{llvm}"
+    return BuildResult(
+        object_path=primary,
+        objects=tuple(artifacts),
+        package=crate.name,
+        crate_dir=str(crate.directory),
+        toolchain=toolchain_name,
+        toolchain_source=toolchain_source,
+        rustc_release=info.release,
+        llvm_version=info.llvm_version,
+        linker=linker_text,
+        target=request.target,
+        profile=request.profile,
+        build_std=build_std,
+        command=tuple(argv),
+        duration=round(duration, 3),
+    )

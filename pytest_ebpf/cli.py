@@ -1,0 +1,53 @@
+"""The ``pytest-ebpf`` command: ``doctor``, ``inspect`` and ``verify``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from pytest_ebpf.doctor import render, run_checks
+
+    checks = run_checks(args.crate, Path(args.root).resolve(), args.toolchain, args.target,
+                        args.build_std)
+    render(checks, sys.stdout)
+    return 1 if any(c.blocks_build for c in checks) else 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from pytest_ebpf.inspect_cmd import run_inspect
+
+    return run_inspect(args.object, as_json=args.json, stack_frame=args.stack_frame)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pytest-ebpf", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    doc = sub.add_parser("doctor", help="check every prerequisite of an eBPF build")
+    doc.add_argument("--crate", help="the eBPF crate (directory or package name)")
+    doc.add_argument("--root", default=".", help="where to look for the crate (default: .)")
+    doc.add_argument("--toolchain", help="rustup toolchain (default: what rustup picks)")
+    doc.add_argument("--target", default="bpfel-unknown-none",
+                     choices=("bpfel-unknown-none", "bpfeb-unknown-none"))
+    doc.add_argument("--build-std", default="auto")
+    doc.set_defaults(func=_doctor)
+    ins = sub.add_parser("inspect", help="programs, maps, stack depths and calls of an object")
+    ins.add_argument("object", help="an eBPF ELF object")
+    ins.add_argument("--json", action="store_true", help="machine-readable output")
+    ins.add_argument("--stack-frame", type=int, default=32, choices=(32, 16),
+                     help="round each frame to this many bytes for the combined depth")
+    ins.set_defaults(func=_inspect)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

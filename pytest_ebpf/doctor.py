@@ -1,0 +1,204 @@
+"""``pytest-ebpf doctor``: check every prerequisite of building, inspecting and loading eBPF.
+
+Each check asks the real tool or the real file. The result is a table of OK / warn / problem
+rows with the fix; the exit code is 1 when a problem blocks an eBPF build, else 0.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import pytest
+
+from pytest_ebpf.cargo_project import Crate, CrateError, find_crate, root_bpf_config
+from pytest_ebpf.toolchain import (
+    RustcInfo,
+    ToolError,
+    active_toolchain,
+    bpf_linker_info,
+    installed_toolchains,
+    rustc_info,
+)
+
+OK, WARN, PROBLEM = "ok", "warn", "problem"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    @property
+    def blocks_build(self) -> bool:
+        return self.status == PROBLEM
+
+
+def _check_cargo() -> Check:
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        return Check("cargo", PROBLEM, "not on PATH",
+                     "install rustup (or Debian cargo-web) and put ~/.cargo/bin on PATH")
+    rustup = shutil.which("rustup")
+    detail = cargo + ("" if rustup else " (no rustup: toolchains cannot be chosen)")
+    return Check("cargo", OK if rustup else WARN, detail,
+                 "" if rustup else "install rustup to pick toolchains per crate")
+
+
+def _check_toolchain(toolchain: str | None, crate: Crate | None
+                     ) -> tuple[Check, RustcInfo | None]:
+    cwd = crate.directory if crate else Path.cwd()
+    try:
+        label = toolchain
+        if label is None:
+            active = active_toolchain(cwd)
+            label = active.name if active else "cargo on PATH"
+        info = rustc_info(toolchain, cwd)
+    except ToolError as exc:
+        names = ", ".join(installed_toolchains()) or "none"
+        return Check("toolchain", PROBLEM, f"{toolchain or 'default'}: {exc}",
+                     f"rustup toolchain install {toolchain or 'nightly'} --component rust-src "
+                     f"(installed: {names})"), None
+    detail = f"{label}: rustc {info.release}, LLVM {info.llvm_version or '?'}"
+    return Check("toolchain", OK, detail), info
+
+
+def _check_core(info: RustcInfo | None, target: str, build_std: str) -> Check:
+    if info is None:
+        return Check(f"core for {target}", PROBLEM, "no working toolchain",
+                     "fix the toolchain first")
+    if info.has_core(target) and build_std in ("auto", "none"):
+        return Check(f"core for {target}", OK, f"prebuilt in {info.sysroot}")
+    if info.has_rust_src():
+        if info.channel == "nightly" or os.environ.get("RUSTC_BOOTSTRAP") == "1":
+            return Check(f"core for {target}", OK, "built from rust-src with -Z build-std")
+        return Check(f"core for {target}", PROBLEM,
+                     f"rust-src present but toolchain is {info.channel}: -Z build-std needs "
+                     "nightly", "use a nightly toolchain, or RUSTC_BOOTSTRAP=1")
+    return Check(f"core for {target}", PROBLEM,
+                 f"no prebuilt core in {info.sysroot} and no rust-src",
+                 f"rustup component add rust-src --toolchain {info.toolchain or 'nightly'} "
+                 "(or Debian: apt-get install libstd-rust-web-dev-bpf)")
+
+
+def _check_linker(info: RustcInfo | None) -> Check:
+    linker = bpf_linker_info()
+    major = info.llvm_major if info else None
+    install = (f"cargo install bpf-linker --force --no-default-features --features llvm-{major}"
+               if major else "cargo install bpf-linker")
+    if linker is None:
+        return Check("bpf-linker", PROBLEM, "not on PATH", install)
+    llvm = f"LLVM {linker.llvm_major}" if linker.llvm_major else "LLVM unknown (static)"
+    detail = f"{linker.path} {linker.version}, {llvm}"
+    if major and linker.llvm_major and linker.llvm_major < major:
+        return Check("bpf-linker", PROBLEM,
+                     f"{detail}; rustc uses LLVM {major}: bitcode will not be readable",
+                     install)
+    if major and linker.llvm_major and linker.llvm_major != major:
+        return Check("bpf-linker", WARN, f"{detail}; rustc uses LLVM {major}", install)
+    return Check("bpf-linker", OK, detail)
+
+
+def _check_crate(spec: str | None, rootdir: Path) -> tuple[list[Check], Crate | None]:
+    if not spec:
+        return [Check("eBPF crate", WARN, "none given", "pass --ebpf-crate=PATH_OR_PACKAGE")], None
+    try:
+        crate = find_crate(spec, rootdir)
+    except CrateError as exc:
+        return [Check("eBPF crate", PROBLEM, str(exc), "name an existing crate")], None
+    checks = [Check("eBPF crate", OK, f"{crate.name} at {crate.directory}")]
+    root = root_bpf_config(crate)
+    if root is not None:
+        checks.append(Check("crate config", PROBLEM,
+                            f"{root} sets a BPF target for the whole workspace",
+                            "move it into the eBPF crate's own .cargo/config.toml"))
+    elif not crate.config.target:
+        checks.append(Check("crate config", WARN, "no [build] target in .cargo/config.toml",
+                            f"add {crate.directory}/.cargo/config.toml with "
+                            "target = \"bpfel-unknown-none\""))
+    else:
+        flags = " ".join(crate.config.rustflags)
+        missing = [f for f in ("--btf", "debuginfo=2") if f not in flags]
+        if missing:
+            checks.append(Check("crate config", WARN,
+                                f"rustflags lack {', '.join(missing)}: no BTF in the object",
+                                'rustflags = ["-C", "debuginfo=2", "-C", "link-arg=--btf"]'))
+        else:
+            where = crate.config.target_file
+            checks.append(Check("crate config", OK,
+                                f"target {crate.config.target}, BTF on ({where})"))
+    return checks, crate
+
+
+def _check_kernel() -> list[Check]:
+    checks = [Check("kernel", OK, f"Linux {platform.release()}")]
+    vmlinux = Path("/sys/kernel/btf/vmlinux")
+    checks.append(Check("kernel BTF", OK if vmlinux.exists() else WARN,
+                        str(vmlinux) + ("" if vmlinux.exists() else " missing"),
+                        "" if vmlinux.exists()
+                        else "use a kernel built with CONFIG_DEBUG_INFO_BTF"))
+    bpftool = shutil.which("bpftool")
+    checks.append(Check("bpftool", OK if bpftool else WARN, bpftool or "not on PATH",
+                        "" if bpftool else "apt-get install bpftool"))
+    root = os.geteuid() == 0
+    checks.append(Check("privileges", OK if root else WARN,
+                        "root" if root else f"uid {os.geteuid()}: privileged tests will skip",
+                        "" if root else "run as root or grant CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN"))
+    mounted = any(line.split()[2:3] == ["bpf"] for line in _mounts())
+    checks.append(Check("bpffs", OK if mounted else WARN,
+                        "/sys/fs/bpf mounted" if mounted else "no bpf filesystem mounted",
+                        "" if mounted else "mount -t bpf bpf /sys/fs/bpf"))
+    return checks
+
+
+def _mounts() -> list[str]:
+    try:
+        return Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def run_checks(crate_spec: str | None, rootdir: Path, toolchain: str | None = None,
+               target: str = "bpfel-unknown-none", build_std: str = "auto") -> list[Check]:
+    checks = [_check_cargo()]
+    crate_checks, crate = _check_crate(crate_spec, rootdir)
+    tc_check, info = _check_toolchain(toolchain, crate)
+    checks += [tc_check, _check_core(info, target, build_std), _check_linker(info)]
+    checks += crate_checks
+    checks += _check_kernel()
+    return checks
+
+
+def render(checks: list[Check], out: TextIO) -> None:
+    width = max(len(c.name) for c in checks)
+    out.write(f"{'check':<{width}}  {'status':<7}  detail\n")
+    for c in checks:
+        out.write(f"{c.name:<{width}}  {c.status:<7}  {c.detail}\n")
+        if c.fix:
+            out.write(f"{'':<{width}}  {'':<7}  fix: {c.fix}\n")
+    blocking = [c for c in checks if c.blocks_build]
+    if blocking:
+        out.write(f"{len(blocking)} problem(s) block an eBPF build: "
+                  f"{', '.join(c.name for c in blocking)}\n")
+    else:
+        out.write("nothing blocks an eBPF build\n")
+
+
+def doctor_for_config(config: pytest.Config) -> int:
+    """``pytest --ebpf-doctor``: the doctor with the session's own settings."""
+    import sys
+
+    from pytest_ebpf.settings import resolve
+
+    crate = resolve(config, "crate").value
+    checks = run_checks(crate, Path(str(config.rootpath)), resolve(config, "toolchain").value,
+                        resolve(config, "target").value or "bpfel-unknown-none",
+                        resolve(config, "build_std").value or "auto")
+    render(checks, sys.stdout)
+    return 1 if any(c.blocks_build for c in checks) else 0

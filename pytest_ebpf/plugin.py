@@ -1,0 +1,211 @@
+"""The pytest plugin: options, the once-per-session build, fixtures and the report.
+
+Under xdist the controller builds (in ``pytest_configure_node``, before the first worker
+starts) and hands the outcome to every worker through ``workerinput``; workers never run cargo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import pytest
+
+from pytest_ebpf import hooks
+from pytest_ebpf.build import (
+    BuildFailure,
+    BuildRequest,
+    BuildResult,
+    outcome_from_json,
+    outcome_to_json,
+    prebuilt,
+    run_build,
+)
+from pytest_ebpf.diagnose import BuildContext
+from pytest_ebpf.settings import Settings, add_options, load_settings
+
+if TYPE_CHECKING:
+    from pytest_ebpf.model import EbpfObject
+
+Outcome = Union[BuildResult, BuildFailure]
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+OUTCOME_KEY = pytest.StashKey[Outcome]()
+OBJECT_KEY = pytest.StashKey["EbpfObject"]()
+WORKER_KEY = "ebpf_build"
+_INACTIVE = "inactive"
+
+NOT_CONFIGURED = (
+    "no eBPF crate or object is configured for this session; fix: pass "
+    "--ebpf-crate=PATH_OR_PACKAGE (or --ebpf-object=FILE), or set ebpf_crate in the ini file"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "ebpf_privileged: needs root/CAP_BPF to load programs into the kernel"
+    )
+    if config.getoption("ebpf_doctor"):
+        from pytest_ebpf.doctor import doctor_for_config
+
+        code = doctor_for_config(config)
+        pytest.exit("pytest-ebpf doctor finished", returncode=code)
+    config.stash[SETTINGS_KEY] = load_settings(config)
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None and workerinput.get(WORKER_KEY, _INACTIVE) != _INACTIVE:
+        config.stash[OUTCOME_KEY] = outcome_from_json(workerinput[WORKER_KEY])
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistController(config), "ebpf-xdist-controller")
+
+
+class _XdistController:
+    """Hooks that only exist under xdist; registered when xdist is loaded."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl
+    def pytest_configure_node(self, node: Any) -> None:
+        settings = self.config.stash[SETTINGS_KEY]
+        if settings.active:
+            node.workerinput[WORKER_KEY] = outcome_to_json(ensure_built(self.config))
+        else:
+            node.workerinput[WORKER_KEY] = _INACTIVE
+
+
+def _request(settings: Settings) -> BuildRequest:
+    assert settings.crate is not None
+    features = tuple(f for f in (settings.get("features") or "").split(",") if f)
+    return BuildRequest(
+        crate=settings.crate,
+        toolchain=settings.get("toolchain"),
+        target=settings.get("target") or "bpfel-unknown-none",
+        profile=settings.get("profile") or "release",
+        features=features,
+        build_std=settings.get("build_std") or "auto",
+    )
+
+
+def ensure_built(config: pytest.Config) -> Outcome:
+    """Build once per session (or take the prebuilt object); later calls return the same."""
+    if OUTCOME_KEY in config.stash:
+        return config.stash[OUTCOME_KEY]
+    settings = config.stash[SETTINGS_KEY]
+    outcome: Outcome
+    if settings.object_path is not None:
+        outcome = prebuilt(settings.object_path)
+    else:
+        request = _request(settings)
+        custom = config.hook.pytest_ebpf_build(config=config, request=request)
+        outcome = custom if custom is not None else run_build(request)
+    if isinstance(outcome, BuildFailure) and outcome.output:
+        ctx = BuildContext(target=settings.get("target") or "")
+        extra = config.hook.pytest_ebpf_diagnose(output=outcome.output, context=ctx)
+        more = tuple(d for found in extra if found for d in found)
+        if more:
+            outcome = dataclasses.replace(outcome, diagnoses=outcome.diagnoses + more)
+    config.stash[OUTCOME_KEY] = outcome
+    config.hook.pytest_ebpf_build_finished(config=config, outcome=outcome)
+    return outcome
+
+
+def built_object(config: pytest.Config) -> EbpfObject:
+    """The parsed object of this session (parsed once per process)."""
+    if OBJECT_KEY in config.stash:
+        return config.stash[OBJECT_KEY]
+    from pytest_ebpf.errors import ObjectError
+    from pytest_ebpf.object import load_object
+
+    outcome = ensure_built(config)
+    if isinstance(outcome, BuildFailure):
+        pytest.fail(outcome.render(), pytrace=False)
+    try:
+        obj = load_object(outcome.path)
+    except ObjectError as exc:
+        pytest.fail(f"eBPF object cannot be read: {exc}\nfix: rebuild the crate; if the "
+                    "object is prebuilt, check --ebpf-object", pytrace=False)
+    config.stash[OBJECT_KEY] = obj
+    return obj
+
+
+@pytest.fixture(scope="session")
+def ebpf_build(pytestconfig: pytest.Config) -> BuildResult:
+    """The built eBPF crate: object path, toolchain, rustc and LLVM versions, command, time.
+
+    Cargo runs once per session (once in total under xdist). A failed build fails every test
+    that uses this fixture with cargo's diagnostics and the fix for each known problem.
+    """
+    settings = pytestconfig.stash[SETTINGS_KEY]
+    if not settings.active:
+        pytest.fail(NOT_CONFIGURED, pytrace=False)
+    outcome = ensure_built(pytestconfig)
+    if isinstance(outcome, BuildFailure):
+        pytest.fail(outcome.render(), pytrace=False)
+    return outcome
+
+
+@pytest.fixture(scope="session")
+def ebpf_object(ebpf_build: BuildResult, pytestconfig: pytest.Config) -> EbpfObject:
+    """The built object, parsed: programs, functions, maps, BTF (``pytest_ebpf.load_object``)."""
+    return built_object(pytestconfig)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    if SETTINGS_KEY not in config.stash:
+        return None
+    settings = config.stash[SETTINGS_KEY]
+    if not settings.active:
+        return None
+    return ["ebpf settings (option > env > ini > project files > default):",
+            *settings.header_lines()]
+
+
+def _program_lines(path: Path) -> list[str]:
+    from pytest_ebpf.errors import ObjectError
+    from pytest_ebpf.object import load_object
+
+    try:
+        obj = load_object(path)
+    except ObjectError as exc:
+        return [f"  object cannot be read: {exc}"]
+    lines = []
+    for prog in obj.programs:
+        lines.append(f"  program {prog.name:<24} section {prog.section:<28} "
+                     f"type {prog.kind.prog_type}")
+    for m in obj.maps:
+        lines.append(f"  map     {m.name:<24} section {m.section:<28} type {m.type}")
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if OUTCOME_KEY not in config.stash or getattr(config, "workerinput", None) is not None:
+        return
+    outcome = config.stash[OUTCOME_KEY]
+    tr = terminalreporter
+    tr.section("eBPF build")
+    if isinstance(outcome, BuildFailure):
+        tr.line(outcome.render())
+        return
+    if outcome.prebuilt:
+        tr.line(f"object {outcome.object_path} (prebuilt, no cargo)")
+    else:
+        tr.line(f"built {outcome.package} for {outcome.target} ({outcome.profile}) in "
+                f"{outcome.duration:.1f}s with toolchain {outcome.toolchain} "
+                f"(rustc {outcome.rustc_release}, LLVM {outcome.llvm_version}"
+                f"{', ' + outcome.linker if outcome.linker else ''})")
+        tr.line(f"toolchain chosen by {outcome.toolchain_source}")
+        if outcome.build_std:
+            tr.line(f"build-std: {','.join(outcome.build_std)}")
+        tr.line(f"object {outcome.object_path}")
+    for line in _program_lines(outcome.path):
+        tr.line(line)

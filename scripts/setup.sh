@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Idempotent set-up for pytest-ebpf on Debian 12: every step checks before it acts, so a second
+# run takes seconds. Usage: scripts/setup.sh [base|test]   (test = base + what the test suite needs)
+# Any step that cannot succeed stops the script with "setup failed at step: <name>".
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LEVEL="${1:-base}"
+LLVM_MAJOR=22                      # the LLVM of Debian's rustc-web (rustc -vV: LLVM version 22.1.x)
+BPF_LINKER_VERSION=0.13.0          # crates.io; feature llvm-22 matches rustc-web
+OLD_LINKER_VERSION=0.9.15          # test only: a bpf-linker on LLVM 19, to provoke the mismatch
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { STEP="$1"; echo "==> setup: $1"; }
+trap 'echo "setup failed at step: ${STEP:-start}" >&2' ERR
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+  echo "setup failed at step: ${STEP}: need root (or sudo) to run: $*" >&2; exit 1; fi; }
+
+step "Debian packages"
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf rust-web-src "llvm-${LLVM_MAJOR}-dev"
+      "libpolly-${LLVM_MAJOR}-dev" clang-19 bpftool libzstd-dev zlib1g-dev gcc libc6-dev file
+      python3-venv iproute2)
+if [ "$LEVEL" = test ]; then PKGS+=(llvm-19-dev libpolly-19-dev); fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "    installing: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+step "rustup toolchain 'debian' (Debian's rustc-web, prebuilt core for bpfel/bpfeb)"
+if command -v rustup >/dev/null; then
+  if ! rustup toolchain list | grep -qx 'debian'; then rustup toolchain link debian /usr; fi
+  rustc +debian -vV | grep -q "LLVM version: ${LLVM_MAJOR}\." \
+    || { echo "rustc +debian is not on LLVM ${LLVM_MAJOR}" >&2; false; }
+else
+  echo "    no rustup: cargo on PATH (/usr/bin/cargo, Debian) builds the eBPF crate"
+fi
+
+linker_ok() {  # $1 = binary, $2 = LLVM major it must link
+  [ -x "$1" ] && "$1" --version >/dev/null 2>&1 && ldd "$1" 2>/dev/null | grep -q "libLLVM.so.$2\|libLLVM-$2"
+}
+
+step "bpf-linker ${BPF_LINKER_VERSION} on LLVM ${LLVM_MAJOR} (crates.io)"
+if ! linker_ok "$HOME/.cargo/bin/bpf-linker" "$LLVM_MAJOR"; then
+  env "LLVM_SYS_${LLVM_MAJOR}1_PREFIX=/usr/lib/llvm-${LLVM_MAJOR}" RUSTC=/usr/bin/rustc \
+    /usr/bin/cargo install --quiet --force --locked "bpf-linker@${BPF_LINKER_VERSION}" \
+    --no-default-features --features "llvm-${LLVM_MAJOR}" --root "$HOME/.cargo"
+  linker_ok "$HOME/.cargo/bin/bpf-linker" "$LLVM_MAJOR"
+fi
+
+if [ "$LEVEL" = test ]; then
+  step "test tool: bpf-linker ${OLD_LINKER_VERSION} on LLVM 19 (provokes the LLVM mismatch)"
+  OLD="$ROOT/.cache/bpf-linker-llvm19"
+  if ! { [ -x "$OLD/bin/bpf-linker" ] && "$OLD/bin/bpf-linker" --version >/dev/null 2>&1; }; then
+    env LLVM_SYS_191_PREFIX=/usr/lib/llvm-19 RUSTC=/usr/bin/rustc \
+      /usr/bin/cargo install --quiet --force --locked "bpf-linker@${OLD_LINKER_VERSION}" \
+      --no-default-features --features llvm-19 --root "$OLD"
+  fi
+fi
+
+step "python virtual environment (.venv) with pytest-ebpf installed"
+STAMP="$ROOT/.venv/.pytest-ebpf-stamp"
+WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+if [ ! -x "$ROOT/.venv/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+  python3 -m venv "$ROOT/.venv"
+  "$ROOT/.venv/bin/pip" install --quiet --upgrade pip
+  "$ROOT/.venv/bin/pip" install --quiet -e "$ROOT[test]"
+  echo "$WANT" > "$STAMP"
+fi
+
+if [ "$(id -u)" = 0 ] && ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
+  step "bpf filesystem at /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf
+fi
+echo "==> setup: done"
