@@ -164,6 +164,24 @@ def short_toolchain_name(name: str, host: str) -> str:
 
 
 _LIBLLVM = re.compile(r"libLLVM(?:-|\.so\.)(\d+)")
+_LLVM_VERSION = re.compile(r"LLVM version (\d+)\.")
+
+
+def _linker_llvm_major(linker: str) -> int | None:
+    """Ask the LLVM inside bpf-linker (static or shared) for its version.
+
+    ``--llvm-args=--version`` reaches LLVM's own option parser, which prints
+    "LLVM version 22.1.8" and exits before any input is read. ``ldd`` is the fallback.
+    """
+    proc = _run([linker, "--llvm-args=--version", "-o", os.devnull, os.devnull])
+    match = _LLVM_VERSION.search(proc.stdout + proc.stderr)
+    if match:
+        return int(match.group(1))
+    if shutil.which("ldd"):
+        shared = _LIBLLVM.search(_run(["ldd", linker]).stdout)
+        if shared:
+            return int(shared.group(1))
+    return None
 
 
 def linker_search_path() -> str:
@@ -184,10 +202,5 @@ def bpf_linker_info(path_env: str | None = None) -> LinkerInfo | None:
         return None
     proc = _run([found, "--version"])
     version = proc.stdout.strip().split()[-1] if proc.stdout.strip() else "unknown"
-    llvm_major: int | None = None
-    if shutil.which("ldd"):
-        ldd = _run(["ldd", found])
-        match = _LIBLLVM.search(ldd.stdout)
-        if match:
-            llvm_major = int(match.group(1))
+    llvm_major = _linker_llvm_major(found)
     return LinkerInfo(path=Path(found), version=version, llvm_major=llvm_major)

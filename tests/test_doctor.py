@@ -1,0 +1,120 @@
+"""``pytest-ebpf doctor`` and ``pytest --ebpf-doctor`` on working and broken set-ups."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "example_project"
+DOCTOR = Path(sys.executable).parent / "pytest-ebpf"
+OLD_LINKER = ROOT / ".cache" / "bpf-linker-llvm19" / "bin" / "bpf-linker"
+
+
+def doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(DOCTOR), "doctor", "--root", str(EXAMPLE), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def row(output: str, name: str) -> str:
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(name + " "):
+            follow = lines[i + 1] if i + 1 < len(lines) and "fix:" in lines[i + 1] else ""
+            return line + "\n" + follow
+    raise AssertionError(f"no row {name!r} in:\n{output}")
+
+
+def test_healthy_machine_passes() -> None:
+    proc = doctor("--crate", "lock-ebpf")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("cargo", "toolchain", "core for bpfel-unknown-none", "bpf-linker", "eBPF crate",
+                 "crate config", "kernel", "kernel BTF", "bpftool", "privileges", "bpffs"):
+        assert " ok " in row(proc.stdout, name) or " warn " in row(proc.stdout, name)
+    assert "debian: rustc 1.96.0, LLVM 22" in row(proc.stdout, "toolchain")
+    assert "LLVM 22" in row(proc.stdout, "bpf-linker")
+    assert proc.stdout.rstrip().endswith("nothing blocks an eBPF build")
+
+
+def test_missing_toolchain_is_a_problem() -> None:
+    proc = doctor("--crate", "lock-ebpf", "--toolchain", "pe-no-such-1.0")
+    assert proc.returncode == 1
+    line = row(proc.stdout, "toolchain")
+    assert " problem " in line and "rustup toolchain install pe-no-such-1.0" in line
+    assert "Traceback" not in proc.stderr
+
+
+def test_toolchain_without_core_or_rust_src() -> None:
+    proc = doctor("--crate", "lock-ebpf", "--toolchain", "stable")
+    assert proc.returncode == 1
+    assert "rustup component add rust-src --toolchain stable" in row(
+        proc.stdout, "core for bpfel-unknown-none")
+
+
+def _cargo_home(tmp_path: Path, linker: Path | None) -> dict[str, str]:
+    home = tmp_path / "cargo-home"
+    (home / "bin").mkdir(parents=True)
+    if linker is not None:
+        (home / "bin" / "bpf-linker").symlink_to(linker)
+    rustup = shutil.which("rustup")
+    assert rustup
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for proxy in ("rustup", "cargo", "rustc"):
+        (tools / proxy).symlink_to(rustup)
+    return {**os.environ, "CARGO_HOME": str(home), "PATH": f"{tools}:/usr/bin:/bin"}
+
+
+def test_missing_bpf_linker_is_a_problem(tmp_path: Path) -> None:
+    proc = doctor("--crate", "lock-ebpf", env=_cargo_home(tmp_path, None))
+    assert proc.returncode == 1
+    line = row(proc.stdout, "bpf-linker")
+    assert "not on PATH" in line
+    assert "cargo install bpf-linker --force --no-default-features --features llvm-22" in line
+
+
+def test_older_llvm_linker_is_a_problem(tmp_path: Path) -> None:
+    assert OLD_LINKER.is_file(), f"{OLD_LINKER} missing: run scripts/setup.sh test"
+    proc = doctor("--crate", "lock-ebpf", env=_cargo_home(tmp_path, OLD_LINKER))
+    assert proc.returncode == 1
+    assert "rustc uses LLVM 22: bitcode will not be readable" in row(proc.stdout, "bpf-linker")
+
+
+def test_bpf_config_at_workspace_root_is_a_problem(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(EXAMPLE, ws, ignore=shutil.ignore_patterns("target", "tests"))
+    shutil.move(str(ws / "lock-ebpf" / ".cargo"), str(ws / ".cargo"))
+    proc = subprocess.run([str(DOCTOR), "doctor", "--root", str(ws), "--crate", "lock-ebpf"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "sets a BPF target for the whole workspace" in row(proc.stdout, "crate config")
+
+
+def test_pytest_option_runs_the_doctor(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="def test_x(): pass")
+    result = pytester.runpytest_subprocess(f"--ebpf-crate={EXAMPLE / 'lock-ebpf'}",
+                                           "--ebpf-doctor")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["check * status * detail", "toolchain * ok * debian*",
+                                 "nothing blocks an eBPF build"])
+    result = pytester.runpytest_subprocess(f"--ebpf-crate={EXAMPLE / 'lock-ebpf'}",
+                                           "--ebpf-toolchain=pe-no-such-1.0", "--ebpf-doctor")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["toolchain * problem * pe-no-such-1.0*"])
+
+
+@pytest.mark.slow
+def test_tox_env_without_its_toolchain_fails_with_the_doctor(tmp_path: Path) -> None:
+    tox = Path(sys.executable).parent / "tox"
+    # an environment on tox.ini's [testenv], named after a toolchain nobody has
+    proc = subprocess.run([str(tox), "-e", "nightly-2001-01-01", "--workdir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "rustup toolchain install nightly-2001-01-01" in proc.stdout, proc.stdout[-3000:]
+    assert "problem(s) block an eBPF build" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
