@@ -17,12 +17,6 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.blocks_build for c in checks) else 0
 
 
-def _inspect(args: argparse.Namespace) -> int:
-    from pytest_ebpf.inspect_cmd import run_inspect
-
-    return run_inspect(args.object, as_json=args.json, stack_frame=args.stack_frame)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pytest-ebpf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -34,12 +28,6 @@ def parser() -> argparse.ArgumentParser:
                      choices=("bpfel-unknown-none", "bpfeb-unknown-none"))
     doc.add_argument("--build-std", default="auto")
     doc.set_defaults(func=_doctor)
-    ins = sub.add_parser("inspect", help="programs, maps, stack depths and calls of an object")
-    ins.add_argument("object", help="an eBPF ELF object")
-    ins.add_argument("--json", action="store_true", help="machine-readable output")
-    ins.add_argument("--stack-frame", type=int, default=32, choices=(32, 16),
-                     help="round each frame to this many bytes for the combined depth")
-    ins.set_defaults(func=_inspect)
     return p
 
 

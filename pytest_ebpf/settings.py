@@ -55,6 +55,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("stack_frame", "bytes each call frame is rounded up to when checking combined "
            "stack depth: 32 (the kernel's interpreter rule) or 16 (JIT kernels)",
            default="32", choices=("32", "16")),
+    Option("privileged", "tests that load programs into the kernel: auto (run when root/CAP_BPF "
+           "and bpffs allow, else skip with the reason), require (fail instead: CI gates), no",
+           default="auto", choices=("auto", "require", "no")),
+    Option("loader", "how programs are loaded: auto (bpftool when libbpf can open the object, "
+           "else native), bpftool, native (our bpf() loader, for Aya objects)",
+           default="auto", choices=("auto", "bpftool", "native")),
 )
 
 
@@ -179,10 +185,12 @@ def load_settings(config: pytest.Config) -> Settings:
             return Resolved(None, f"rustup reads {crate.toolchain_file}")
         return None
 
-    for name in ("toolchain", "target", "profile", "features", "build_std", "stack_frame"):
+    for name in ("toolchain", "target", "profile", "features", "build_std", "stack_frame",
+                 "privileged", "loader"):
         values[name] = resolve(config, name, from_project)
     _check_choice("target", values["target"].value)
-    _check_choice("stack_frame", values["stack_frame"].value)
+    for name in ("stack_frame", "privileged", "loader"):
+        _check_choice(name, values[name].value)
     _check_build_std(values["build_std"].value or "auto")
     if not (values["profile"].value or "").strip():
         raise pytest.UsageError("--ebpf-profile: empty; use release, dev or a custom profile")

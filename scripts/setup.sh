@@ -55,7 +55,7 @@ fi
 
 if [ "$LEVEL" = test ]; then
   step "test tool: bpf-linker ${OLD_LINKER_VERSION} on LLVM 19 (provokes the LLVM mismatch)"
-  OLD="$ROOT/.cache/bpf-linker-llvm19"
+  OLD="${XDG_CACHE_HOME:-$HOME/.cache}/pytest-ebpf/bpf-linker-llvm19"   # shared by every clone
   if ! { [ -x "$OLD/bin/bpf-linker" ] && "$OLD/bin/bpf-linker" --version >/dev/null 2>&1; }; then
     env LLVM_SYS_191_PREFIX=/usr/lib/llvm-19 RUSTC=/usr/bin/rustc \
       /usr/bin/cargo install --quiet --force --locked "bpf-linker@${OLD_LINKER_VERSION}" \

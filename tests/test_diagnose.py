@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
-OLD_LINKER = ROOT / ".cache" / "bpf-linker-llvm19" / "bin" / "bpf-linker"
+OLD_LINKER = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+              / "pytest-ebpf" / "bpf-linker-llvm19" / "bin" / "bpf-linker")
 BUILD_TEST = """
 def test_build(ebpf_build):
     assert ebpf_build.path.is_file()

@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
 DOCTOR = Path(sys.executable).parent / "pytest-ebpf"
-OLD_LINKER = ROOT / ".cache" / "bpf-linker-llvm19" / "bin" / "bpf-linker"
+OLD_LINKER = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+              / "pytest-ebpf" / "bpf-linker-llvm19" / "bin" / "bpf-linker")
 
 
 def doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
