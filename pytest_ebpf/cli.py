@@ -17,6 +17,20 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.blocks_build for c in checks) else 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from pytest_ebpf.inspect_cmd import run_inspect
+
+    code: int = run_inspect(args.object, as_json=args.json, stack_frame=args.stack_frame)
+    return code
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pytest_ebpf.verify_cmd import run_verify
+
+    code: int = run_verify(args.object, as_json=args.json, loader=args.loader)
+    return code
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pytest-ebpf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -28,6 +42,18 @@ def parser() -> argparse.ArgumentParser:
                      choices=("bpfel-unknown-none", "bpfeb-unknown-none"))
     doc.add_argument("--build-std", default="auto")
     doc.set_defaults(func=_doctor)
+    ins = sub.add_parser("inspect", help="programs, maps, stack depths and calls of an object")
+    ins.add_argument("object", help="an eBPF ELF object")
+    ins.add_argument("--json", action="store_true", help="machine-readable output")
+    ins.add_argument("--stack-frame", type=int, default=32, choices=(32, 16),
+                     help="round each frame to this many bytes for the combined depth")
+    ins.set_defaults(func=_inspect)
+    ver = sub.add_parser("verify", help="load every program into the kernel (root) and print "
+                         "the verifier's verdict")
+    ver.add_argument("object", help="an eBPF ELF object")
+    ver.add_argument("--json", action="store_true", help="machine-readable output")
+    ver.add_argument("--loader", default="auto", choices=("auto", "bpftool", "native"))
+    ver.set_defaults(func=_verify)
     return p
 
 

@@ -64,6 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None and workerinput.get(WORKER_KEY, _INACTIVE) != _INACTIVE:
         config.stash[OUTCOME_KEY] = outcome_from_json(workerinput[WORKER_KEY])
+    from pytest_ebpf import privileged
+
+    if not config.pluginmanager.is_registered(privileged):
+        config.pluginmanager.register(privileged, "ebpf-privileged")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(config), "ebpf-xdist-controller")
 

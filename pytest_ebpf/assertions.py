@@ -1,0 +1,205 @@
+"""Assertion helpers: the verifier's rules as readable pytest failures.
+
+Each helper takes the parsed object (``ebpf_object``) or one program, and optionally
+``programs=`` (a name or a list of names) to narrow it. A failure is one message: the summary,
+the worst program first with its call chain, the offending instruction with its source line,
+and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Union
+
+from pytest_ebpf import checks
+from pytest_ebpf.helpers_table import helper_name
+from pytest_ebpf.model import EbpfObject, Function, Program
+from pytest_ebpf.report import Case, fail
+from pytest_ebpf.stack import program_stack, stack_problems
+
+Target = Union[EbpfObject, Program]
+Names = Union[str, Sequence[str], None]
+
+
+def _select(target: Target, programs: Names) -> tuple[EbpfObject | None, list[Program]]:
+    if isinstance(target, Program):
+        return None, [target]
+    if not isinstance(target, EbpfObject):
+        raise TypeError(f"expected an EbpfObject or a Program, got {type(target).__name__}")
+    if programs is None:
+        return target, list(target.programs)
+    names = [programs] if isinstance(programs, str) else list(programs)
+    return target, [target.program(n) for n in names]
+
+
+def _where(obj: EbpfObject | None, fn: Function | None, insn: object) -> list[str]:
+    """``insn 12: r1 = ...`` and ``at src/main.rs:40: let x = ...`` lines."""
+    from pytest_ebpf.isa import Insn
+
+    if fn is None or not isinstance(insn, Insn):
+        return []
+    lines = [f"insn {insn.index - fn.offset} of {fn.name} ({fn.section}+{insn.index}): "
+             f"{insn.text()}"]
+    if obj is not None:
+        src = checks.source_line(obj, fn, insn)
+        if src:
+            lines.append(f"at {src}")
+    return lines
+
+
+def _function(prog: Program, name: str) -> Function | None:
+    return next((f for f in prog.functions if f.name == name), None)
+
+
+def assert_stack_usage(target: Target, limit: int = 512, programs: Names = None,
+                       frame_round: int = 32) -> None:
+    """Every program's deepest call chain fits ``limit`` bytes the way the verifier adds it up
+    (frames rounded to ``frame_round``; at most 8 frames; at most 256 bytes below a tail call)."""
+    __tracebackhide__ = True
+    obj, progs = _select(target, programs)
+    cases = []
+    for prog in progs:
+        stack = program_stack(obj or _bare(prog), prog, frame_round)
+        # the caller's limit replaces the kernel's 512 bytes; frame count, tail-call and
+        # recursion rules always apply
+        problems = [p for p in stack_problems(obj or _bare(prog), prog, frame_round)
+                    if p.kind not in ("combined_too_large", "frame_too_large")]
+        over = stack.total > limit
+        if not problems and not over:
+            continue
+        chain = " -> ".join(f"{n} ({b} B)" for n, b in zip(stack.chain, stack.chain_frames))
+        details = [f"chain: {chain}",
+                   f"combined: {stack.total} bytes (frames rounded to {frame_round})"]
+        details += [p.message for p in problems]
+        deepest = stack.deepest
+        details += _where(obj, deepest.function, deepest.deepest_insn)
+        fix = (f"move the {deepest.depth}-byte buffer in `{deepest.function.name}` to a "
+               "per-CPU array map (PerCpuArray) and work on a pointer into it")
+        cases.append(Case(f"{prog.name} ({prog.section}): {stack.total} bytes of stack, "
+                          f"limit {limit}", stack.total, tuple(details), fix))
+    if cases:
+        fail("assert_stack_usage", f"{len(cases)} program(s) over the {limit}-byte stack",
+             cases, "the verifier counts every frame of the deepest call chain; inline small "
+             "functions less, or keep big buffers in maps")
+
+
+def _bare(prog: Program) -> EbpfObject:
+    """A minimal object around one program (no BTF: no source lines)."""
+    return EbpfObject(path=None, byteorder="little", license=None, kernel_version=None,
+                      programs=(prog,), functions=prog.functions, maps=(), data_sections=(),
+                      btf=None, btf_ext=None, sections=())
+
+
+def _findings_report(name: str, summary: str, findings: Iterable[checks.Finding],
+                     obj: EbpfObject | None, remedy: str = "") -> None:
+    __tracebackhide__ = True
+    cases = []
+    for f in findings:
+        fn = None
+        if obj is not None and f.function:
+            try:
+                fn = obj.function(f.function)
+            except LookupError:
+                fn = None
+        cases.append(Case(f"{f.program}: {f.message}", 1,
+                          tuple(_where(obj, fn, f.insn)), f.fix))
+    if cases:
+        fail(name, summary.format(n=len(cases)), cases, remedy)
+
+
+def assert_no_indirect_calls(target: Target, programs: Names = None) -> None:
+    """No ``callx`` (indirect call through a register): the verifier rejects them."""
+    __tracebackhide__ = True
+    obj, progs = _select(target, programs)
+    found = [f for p in progs for f in checks.indirect_calls(obj or _bare(p), p)]
+    _findings_report("assert_no_indirect_calls", "{n} indirect call(s)", found, obj)
+
+
+def assert_no_undefined_calls(target: Target, programs: Names = None) -> None:
+    """No calls to symbols nobody defines (an unexpanded ``memcpy``/``memset``, an extern)."""
+    __tracebackhide__ = True
+    obj, progs = _select(target, programs)
+    found = [f for p in progs for f in checks.undefined_calls(obj or _bare(p), p)]
+    _findings_report("assert_no_undefined_calls", "{n} call(s) to undefined symbols", found, obj)
+
+
+def assert_max_instructions(target: Target, limit: int = 1_000_000,
+                            programs: Names = None) -> None:
+    """Every program has at most ``limit`` instructions (4096 for unprivileged loaders)."""
+    __tracebackhide__ = True
+    _, progs = _select(target, programs)
+    cases = [Case(f"{p.name} ({p.section}): {p.instructions} instructions, limit {limit}",
+                  p.instructions, (f"functions: {', '.join(f.name for f in p.functions)}",),
+                  "split the program with tail calls, or bound loops more tightly")
+             for p in progs if p.instructions > limit]
+    if cases:
+        fail("assert_max_instructions", f"{len(cases)} program(s) over {limit} instructions",
+             cases)
+
+
+def assert_helpers(target: Target, allowed: Iterable[int | str],
+                   programs: Names = None) -> None:
+    """Every helper a program calls is in ``allowed`` (ids, or names such as
+    ``bpf_map_lookup_elem``)."""
+    __tracebackhide__ = True
+    _, progs = _select(target, programs)
+    allowed_names = {helper_name(a) if isinstance(a, int) else a for a in allowed}
+    cases = []
+    for p in progs:
+        extra = sorted({helper_name(h) for h in checks.helpers_used(p)} - allowed_names)
+        if extra:
+            cases.append(Case(f"{p.name} ({p.section}) calls {', '.join(extra)}", len(extra),
+                              (), "remove the call, or add the helper to the allowed set"))
+    if cases:
+        fail("assert_helpers", f"{len(cases)} program(s) call helpers outside the allowed set",
+             cases)
+
+
+def assert_license(obj: EbpfObject, expected: str | None = None, gpl_compatible: bool = True
+                   ) -> None:
+    """The object has a license (``expected`` if given) and, when GPL-only helpers are used,
+    a GPL-compatible one."""
+    __tracebackhide__ = True
+    if obj.license is None:
+        fail("assert_license", "the object has no `license` section", [],
+             'add #[unsafe(link_section = "license")] static LICENSE: [u8; N] = *b"GPL\\0";')
+    if expected is not None and obj.license != expected:
+        fail("assert_license", f"license is {obj.license!r}, expected {expected!r}", [])
+    found = [f for p in obj.programs for f in checks.gpl_only_helpers(obj, p)]
+    if gpl_compatible:
+        _findings_report("assert_license", "{n} GPL-only helper call(s) under license "
+                         f"{obj.license!r}", found, obj,
+                         "use a GPL-compatible license such as \"Dual MIT/GPL\"")
+
+
+def assert_btf(obj: EbpfObject) -> None:
+    """BTF is present and valid, with ``.BTF.ext`` func_info for every function programs use."""
+    __tracebackhide__ = True
+    rustflags = 'rustflags = ["-C", "debuginfo=2", "-C", "link-arg=--btf"]'
+    if obj.btf is None:
+        fail("assert_btf", "the object has no .BTF section", [],
+             f"build with BTF: in the eBPF crate's .cargo/config.toml set {rustflags}")
+    if obj.btf_ext is None:
+        fail("assert_btf", "the object has BTF but no .BTF.ext (no func_info/line_info)", [],
+             f"build with debug info: {rustflags}")
+    found = checks.missing_func_info(obj)
+    _findings_report("assert_btf", "{n} function(s) without func_info", found, obj,
+                     "the kernel refuses BTF-carrying programs whose subprograms lack "
+                     "func_info; rebuild with -C debuginfo=2")
+
+
+def assert_sections(obj: EbpfObject, expected: Iterable[str], exact: bool = False) -> None:
+    """``expected`` program names or section names are present; with ``exact``, nothing else."""
+    __tracebackhide__ = True
+    want = set(expected)
+    have = {p.name for p in obj.programs} | {p.section for p in obj.programs}
+    missing = sorted(want - have)
+    cases = [Case(f"missing: {m}", 2, (), "") for m in missing]
+    if exact:
+        extra = sorted(p.name for p in obj.programs if p.name not in want
+                       and p.section not in want)
+        cases += [Case(f"unexpected program: {e}", 1, (), "") for e in extra]
+    if cases:
+        listing = ", ".join(f"{p.name} ({p.section})" for p in obj.programs) or "none"
+        fail("assert_sections", f"{len(cases)} section/program mismatch(es)", cases,
+             f"the object has: {listing}")

@@ -1,0 +1,436 @@
+"""Load a built eBPF object's programs into the running kernel (needs root or CAP_BPF).
+
+Two loaders return the same :class:`LoadedObject`:
+
+* ``bpftool`` (:mod:`pytest_ebpf.loader_bpftool`): ``bpftool -d prog loadall``, i.e. libbpf. Right
+  for C/libbpf-style objects (BTF ``.maps``); libbpf 1.0+ refuses legacy ``maps`` sections and
+  Aya's wrapped BTF map definitions.
+* ``native`` (:mod:`pytest_ebpf.loader_native`): this project's own linker and ``bpf()`` calls
+  (ctypes), which understands Aya objects (legacy ``maps``, BTF that needs fixing up).
+
+:func:`choose_loader` picks one (``auto``); :func:`load_all` / :func:`load_program` load. Every
+program gets a :class:`LoadResult` (loaded or rejected, with the verifier's log and figures);
+rejections are results, not exceptions. :meth:`LoadedObject.close` (or leaving the ``with``)
+unloads everything: closes every program and map fd and removes every pin it made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Union
+
+from pytest_ebpf.errors import EbpfError
+from pytest_ebpf.kernel import (
+    BPF_ANY,
+    PERCPU_MAP_TYPES,
+    Fd,
+    map_delete,
+    map_keys,
+    map_lookup,
+    map_update,
+    map_value_size,
+    percpu_values,
+    possible_cpus,
+)
+from pytest_ebpf.model import EbpfObject
+
+__all__ = [
+    "BPFFS",
+    "LoadResult",
+    "LoadedObject",
+    "LoaderError",
+    "MapHandle",
+    "bpftool_path",
+    "choose_loader",
+    "load_all",
+    "load_program",
+]
+
+LoaderName = Literal["bpftool", "native"]
+Requested = Literal["auto", "bpftool", "native"]
+KeyLike = Union[bytes, bytearray, int, ctypes.Structure, ctypes.Union, ctypes.Array]  # type: ignore[type-arg]
+
+BPFFS = Path("/sys/fs/bpf")
+DEFAULT_LOG_LEVEL = 1 | 4  # BPF_LOG_LEVEL1 | BPF_LOG_STATS: the log ends with "stack depth"
+
+
+class LoaderError(EbpfError):
+    """The object cannot be loaded at all with the requested loader (e.g. bpftool missing)."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What happened to one program.
+
+    ``error`` is the verifier's decisive line (or the loader's reason) when ``loaded`` is False;
+    ``log`` the full verifier log (for bpftool: the libbpf debug output of that program, or of
+    the whole object when libbpf failed before loading it). ``stack_depth`` has one entry per
+    function as the verifier printed it ("stack depth 8+0+16"); ``processed_insns`` is the
+    "processed N insns" figure; ``verified_insns`` comes from ``BPF_OBJ_GET_INFO_BY_FD``.
+    """
+
+    program: str
+    section: str
+    loaded: bool
+    error: str | None
+    log: str
+    processed_insns: int | None
+    stack_depth: tuple[int, ...]
+    verified_insns: int | None
+    prog_id: int | None
+    loader: LoaderName
+    notes: tuple[str, ...] = ()
+    """Loader remarks (e.g. "BTF refused by the kernel: loaded without BTF")."""
+
+
+def _as_bytes(value: object, size: int, what: str) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+    elif isinstance(value, bool):
+        data = int(value).to_bytes(size, sys.byteorder)
+    elif isinstance(value, int):
+        try:
+            data = value.to_bytes(size, sys.byteorder, signed=value < 0)
+        except OverflowError:
+            raise ValueError(f"{what} {value} does not fit in {size} bytes") from None
+    elif isinstance(value, (ctypes.Structure, ctypes.Union, ctypes.Array)):
+        data = bytes(memoryview(value).cast("B"))
+    else:
+        raise TypeError(f"{what} must be bytes, int or a ctypes object, not {type(value).__name__}")
+    if len(data) != size:
+        raise ValueError(f"{what} is {len(data)} bytes; this map needs {size}")
+    return data
+
+
+@dataclass(frozen=True)
+class MapHandle:
+    """A loaded map. Keys and values are bytes, ints (packed to the key/value size in native
+    byte order) or ctypes objects. Per-CPU maps: :meth:`lookup` returns one ``bytes`` per
+    possible CPU; :meth:`update` takes one value (stored on every CPU) or a list of them."""
+
+    name: str
+    fd: Fd = field(repr=False)
+    map_type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+
+    @property
+    def percpu(self) -> bool:
+        return self.map_type in PERCPU_MAP_TYPES
+
+    def _key(self, key: KeyLike) -> bytes:
+        return _as_bytes(key, self.key_size, "key")
+
+    def lookup(self, key: KeyLike) -> bytes | list[bytes] | None:
+        raw = map_lookup(self.fd, self._key(key), map_value_size(self.map_type, self.value_size))
+        if raw is None:
+            return None
+        if self.percpu:
+            return percpu_values(raw, self.value_size)
+        return raw
+
+    def update(
+        self, key: KeyLike, value: KeyLike | Sequence[KeyLike], flags: int = BPF_ANY
+    ) -> None:
+        if self.percpu:
+            stride = (self.value_size + 7) & ~7
+            values = list(value) if isinstance(value, (list, tuple)) else [value] * possible_cpus()
+            if len(values) != possible_cpus():
+                raise ValueError(f"per-CPU map needs {possible_cpus()} values, got {len(values)}")
+            blob = b"".join(
+                _as_bytes(v, self.value_size, "value").ljust(stride, b"\0") for v in values
+            )
+        else:
+            blob = _as_bytes(value, self.value_size, "value")
+        map_update(self.fd, self._key(key), blob, flags)
+
+    def delete(self, key: KeyLike) -> bool:
+        return map_delete(self.fd, self._key(key))
+
+    def keys(self) -> Iterator[bytes]:
+        return map_keys(self.fd, self.key_size)
+
+    def items(self) -> Iterator[tuple[bytes, bytes | list[bytes]]]:
+        for key in list(self.keys()):
+            value = self.lookup(key)
+            if value is not None:
+                yield key, value
+
+    def __getitem__(self, key: KeyLike) -> bytes | list[bytes]:
+        value = self.lookup(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+
+class LoadedObject:
+    """The programs and maps of one load. A context manager: leaving it (or :meth:`close`)
+    closes every fd and removes every pin and directory this load created."""
+
+    def __init__(self, obj: EbpfObject, loader: LoaderName, reason: str) -> None:
+        self.object = obj
+        self.loader: LoaderName = loader
+        self.reason = reason
+        self.results: dict[str, LoadResult] = {}
+        self.maps: dict[str, MapHandle] = {}
+        self._prog_fds: dict[str, Fd] = {}
+        self._other_fds: list[Fd] = []
+        self._pins: list[Path] = []
+        self._dirs: list[Path] = []  # created by this load, removed deepest first
+        self.closed = False
+
+    # -- access -----------------------------------------------------------------------------
+
+    def prog_fd(self, name: str) -> int:
+        """The fd of loaded program *name*; LookupError (with the reason) otherwise."""
+        fd = self._prog_fds.get(name)
+        if fd is None:
+            res = self.results.get(name)
+            if res is None:
+                have = ", ".join(self.results) or "none"
+                raise LookupError(f"no program {name!r} in this load; programs: {have}")
+            raise LookupError(f"program {name!r} is not loaded: {res.error}")
+        return fd.fileno()
+
+    def map_fd(self, name: str) -> int:
+        handle = self.maps.get(name)
+        if handle is None:
+            have = ", ".join(self.maps) or "none"
+            raise LookupError(f"no map {name!r} in this load; maps: {have}")
+        return handle.fd.fileno()
+
+    @property
+    def all_loaded(self) -> bool:
+        return all(r.loaded for r in self.results.values())
+
+    @property
+    def prog_ids(self) -> tuple[int, ...]:
+        return tuple(r.prog_id for r in self.results.values() if r.prog_id is not None)
+
+    # -- bookkeeping used by the loaders ----------------------------------------------------
+
+    def _add_program(self, result: LoadResult, fd: Fd | None) -> None:
+        self.results[result.program] = result
+        if fd is not None:
+            self._prog_fds[result.program] = fd
+
+    def _keep(self, fd: Fd) -> None:
+        self._other_fds.append(fd)
+
+    def _pinned(self, path: Path) -> None:
+        self._pins.append(path)
+
+    def _made_dir(self, path: Path) -> None:
+        self._dirs.append(path)
+
+    # -- teardown ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for fd in self._prog_fds.values():
+            fd.close()
+        for handle in self.maps.values():
+            handle.fd.close()
+        for fd in self._other_fds:
+            fd.close()
+        for pin in self._pins:
+            with contextlib.suppress(FileNotFoundError):
+                pin.unlink()
+        for d in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
+            _remove_tree(d)
+        _remove_session_dir_if_empty()
+
+    def __enter__(self) -> LoadedObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._prog_fds)} programs loaded"
+        return f"<LoadedObject {self.object.path} via {self.loader}: {state}>"
+
+
+# --- pin directories ----------------------------------------------------------------------------
+
+_counter_lock = threading.Lock()
+_counter = 0
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def session_pin_dir() -> Path:
+    """``/sys/fs/bpf/pytest-ebpf-<pid>-<xdist worker>``: this process's private pin root."""
+    return BPFFS / f"pytest-ebpf-{os.getpid()}-{_worker()}"
+
+
+def ensure_bpffs() -> None:
+    """Mount the BPF filesystem at /sys/fs/bpf when it is not mounted (needs root)."""
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] == str(BPFFS) and parts[2] == "bpf":
+                    return
+    except OSError:
+        return
+    proc = subprocess.run(
+        ["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise LoaderError(f"cannot mount bpffs at {BPFFS}: {proc.stderr.strip()}")
+
+
+def new_pin_dir(loaded: LoadedObject) -> Path:
+    """A fresh directory for one load under :func:`session_pin_dir` (registered for removal)."""
+    global _counter
+    ensure_bpffs()
+    root = session_pin_dir()
+    with _counter_lock:
+        _counter += 1
+        n = _counter
+    path = root / f"load{n}"
+    root.mkdir(exist_ok=True)
+    path.mkdir()
+    loaded._made_dir(path)
+    return path
+
+
+def _remove_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(FileNotFoundError):
+            if child.is_dir() and not child.is_symlink():
+                child.rmdir()
+            else:
+                child.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        path.rmdir()
+
+
+def _remove_session_dir_if_empty() -> None:
+    with contextlib.suppress(OSError):
+        session_pin_dir().rmdir()
+
+
+# --- choosing and dispatching -------------------------------------------------------------------
+
+
+def bpftool_path() -> str | None:
+    """The bpftool executable (``$PATH``, then /usr/sbin and /sbin), or None."""
+    found = shutil.which("bpftool")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/bpftool", "/sbin/bpftool", "/usr/local/sbin/bpftool"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _aya_btf_maps(obj: EbpfObject) -> list[str]:
+    """BTF ``.maps`` variables whose type is not a libbpf-style definition (a struct with a
+    ``type`` member): Aya wraps the definition (``HashMap(UnsafeCell<HashMapDef<..>>)``)."""
+    btf = obj.btf
+    if btf is None:
+        return []
+    out: list[str] = []
+    for sec in btf.datasecs():
+        if not (sec.name == ".maps" or sec.name.startswith(".maps.")):
+            continue
+        for var in sec.datasec_vars:
+            vt = btf.type(var.type)
+            if vt.kind != "var" or vt.type is None:
+                continue
+            st = btf.resolve(vt.type)
+            if st.kind != "struct" or not any(m.name == "type" for m in st.members):
+                out.append(vt.name)
+    return out
+
+
+def choose_loader(obj: EbpfObject, requested: str = "auto") -> tuple[LoaderName, str]:
+    """Which loader to use, and why. ``auto``: bpftool when the object has no legacy ``maps``
+    section, no Aya-style BTF maps and bpftool is installed; else native."""
+    if requested == "native":
+        return "native", "native: requested"
+    if requested == "bpftool":
+        if bpftool_path() is None:
+            raise LoaderError("bpftool was requested but is not installed (not on $PATH)")
+        return "bpftool", "bpftool: requested"
+    if requested != "auto":
+        raise ValueError(f"loader must be 'auto', 'bpftool' or 'native', not {requested!r}")
+    legacy = [m.name for m in obj.maps if m.source == "legacy"]
+    if legacy:
+        return "native", (
+            f"native: legacy `maps` section (Aya) that libbpf 1.0+ refuses "
+            f"({', '.join(legacy)})"
+        )
+    aya = _aya_btf_maps(obj)
+    if aya:
+        return "native", (
+            f"native: Aya-style BTF map definitions that libbpf refuses ({', '.join(aya)})"
+        )
+    if bpftool_path() is None:
+        return "native", "native: bpftool is not installed"
+    return "bpftool", "bpftool: libbpf can open this object"
+
+
+def load_all(
+    obj: EbpfObject,
+    loader: str = "auto",
+    pin_dir: Path | None = None,
+    log_level: int = DEFAULT_LOG_LEVEL,
+) -> LoadedObject:
+    """Load every program of *obj* (and the maps they use). ``pin_dir``: also pin programs
+    there (``<pin_dir>/<prog>``) and maps (``<pin_dir>/maps/<map>``); by default the native
+    loader pins nothing and bpftool pins under a private directory of
+    :func:`session_pin_dir`. ``log_level`` is the native loader's verifier log level (bpftool's
+    ``-d`` always asks libbpf for level 1, which includes the statistics)."""
+    return _load(obj, None, loader, pin_dir, log_level)
+
+
+def load_program(
+    obj: EbpfObject,
+    program_name: str,
+    loader: str = "auto",
+    pin_dir: Path | None = None,
+    log_level: int = DEFAULT_LOG_LEVEL,
+) -> LoadedObject:
+    """Load one program (and only the maps it uses). With bpftool, libbpf loads the whole
+    object; the other programs are unloaded again before this returns."""
+    prog = obj.program(program_name)
+    return _load(obj, prog.name, loader, pin_dir, log_level)
+
+
+def _load(
+    obj: EbpfObject, only: str | None, loader: str, pin_dir: Path | None, log_level: int
+) -> LoadedObject:
+    chosen, reason = choose_loader(obj, loader)
+    loaded = LoadedObject(obj, chosen, reason)
+    try:
+        if chosen == "native":
+            from pytest_ebpf.loader_native import load_native
+
+            load_native(loaded, only, pin_dir, log_level)
+        else:
+            from pytest_ebpf.loader_bpftool import load_bpftool
+
+            load_bpftool(loaded, only, pin_dir)
+    except BaseException:
+        loaded.close()
+        raise
+    return loaded

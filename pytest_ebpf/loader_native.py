@@ -1,0 +1,638 @@
+"""The native loader: link each program ourselves and load it with ``bpf()`` (no libbpf).
+
+Per program (see :func:`link_program`):
+
+* the instruction stream is the entry function followed by every function it reaches
+  (:attr:`Program.functions`); BPF-to-BPF calls get ``src = BPF_PSEUDO_CALL`` and
+  ``imm = callee start - (call + 1)`` in that stream, function pointers (``ld_imm64`` of a code
+  address, e.g. a ``bpf_loop`` callback) ``src = BPF_PSEUDO_FUNC`` and the same relative offset;
+* map references become ``src = BPF_PSEUDO_MAP_FD, imm = map fd``; global data (``.data``,
+  ``.rodata``, ``.bss`` and their ``.name`` variants) lives in one-entry array maps initialised
+  with the section bytes (``.rodata`` frozen and read-only for programs), referenced with
+  ``src = BPF_PSEUDO_MAP_VALUE, imm = fd`` and the byte offset in the next slot's ``imm``;
+* the object's ``.BTF`` is loaded once (after fixing what clang/bpf-linker leave for the loader
+  to fill in: DATASEC sizes and variable offsets), and every program gets ``func_info`` and
+  ``line_info`` re-based to instruction indices of its own stream, so verifier logs show source
+  lines. When the kernel refuses the BTF, programs load without it and say so in their notes.
+
+Maps are created once per object, only when a loaded program references them.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_ebpf.elf import ElfImage, read_elf
+from pytest_ebpf.errors import EbpfError
+from pytest_ebpf.kernel import (
+    BPF_ATTACH_TYPE,
+    BPF_F_RDONLY_PROG,
+    BPF_MAP_TYPE,
+    BPF_PROG_TYPE,
+    BPF_PSEUDO_CALL,
+    BPF_PSEUDO_FUNC,
+    BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_VALUE,
+    Fd,
+    KernelError,
+    btf_load,
+    map_create,
+    map_freeze,
+    map_update,
+    obj_pin,
+    parse_verifier_log,
+    possible_cpus,
+    prog_info,
+    prog_load,
+)
+from pytest_ebpf.kernel_abi import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
+from pytest_ebpf.loader import LoadedObject, LoadResult, MapHandle
+from pytest_ebpf.model import DataSection, EbpfObject, Function, Map, Program
+
+__all__ = ["LinkedProgram", "fix_btf", "link_program", "load_native"]
+
+_INSN = 8
+_LD_IMM64 = 0x18
+
+# Program types whose loads need a kernel BTF target (attach_btf_id): not resolved here.
+_NEEDS_BTF_TARGET = frozenset({"tracing", "lsm", "ext", "struct_ops"})
+
+
+class _LinkError(EbpfError):
+    """A program cannot be linked (undefined call, unsupported reference...)."""
+
+
+# --- raw ELF extras: BTF bytes, symbols ---------------------------------------------------------
+
+
+@dataclass
+class _Extras:
+    image: ElfImage | None
+    btf_raw: bytes | None = None
+    btf_ext_raw: bytes | None = None
+    func_info: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    line_info: dict[str, list[tuple[int, int, int, int]]] = field(default_factory=dict)
+
+
+def _read_extras(obj: EbpfObject) -> tuple[_Extras, list[str]]:
+    notes: list[str] = []
+    if obj.path is None:
+        return _Extras(None), ["object has no file path: loaded without BTF"]
+    try:
+        image = read_elf(obj.path)
+    except EbpfError as exc:
+        return _Extras(None), [f"cannot re-read {obj.path} for BTF ({exc}): loaded without BTF"]
+    extras = _Extras(image)
+    btf = image.section(".BTF")
+    if btf is not None and btf.data:
+        extras.btf_raw = btf.data
+    ext = image.section(".BTF.ext")
+    if ext is not None and ext.data and extras.btf_raw is not None:
+        try:
+            extras.func_info, extras.line_info = _parse_btf_ext(ext.data, image, extras.btf_raw)
+        except (struct.error, ValueError, UnicodeDecodeError) as exc:
+            notes.append(f".BTF.ext unreadable ({exc}): no func_info/line_info")
+    return extras, notes
+
+
+def _btf_string(btf_raw: bytes, end: str, offset: int) -> str:
+    hdr_len, _to, _tl, str_off, str_len = struct.unpack_from(end + "IIIII", btf_raw, 4)
+    base = hdr_len + str_off
+    if offset >= str_len:
+        raise ValueError(f"BTF string offset {offset} out of range")
+    stop = btf_raw.index(b"\0", base + offset)
+    return btf_raw[base + offset : stop].decode()
+
+
+def _parse_btf_ext(
+    data: bytes, image: ElfImage, btf_raw: bytes
+) -> tuple[dict[str, list[tuple[int, int]]], dict[str, list[tuple[int, int, int, int]]]]:
+    """Raw func_info (insn_off bytes, type_id) and line_info (insn_off bytes, file_name_off,
+    line_off, line_col) records per section (string offsets are kept: the kernel wants them)."""
+    end = "<" if image.byteorder == "little" else ">"
+    hdr_len, func_off, func_len, line_off, line_len = struct.unpack_from(end + "IIIII", data, 4)
+
+    def block(off: int, length: int, nfields: int) -> dict[str, list[tuple[int, ...]]]:
+        out: dict[str, list[tuple[int, ...]]] = {}
+        if length == 0:
+            return out
+        pos = hdr_len + off
+        stop = pos + length
+        (rec_size,) = struct.unpack_from(end + "I", data, pos)
+        pos += 4
+        if rec_size < 4 * nfields:
+            raise ValueError(f"record size {rec_size} too small")
+        while pos < stop:
+            name_off, count = struct.unpack_from(end + "II", data, pos)
+            pos += 8
+            name = _btf_string(btf_raw, end, name_off)
+            recs = out.setdefault(name, [])
+            for _ in range(count):
+                recs.append(struct.unpack_from(end + "I" * nfields, data, pos))
+                pos += rec_size
+        return out
+
+    funcs = block(func_off, func_len, 2)
+    lines = block(line_off, line_len, 4)
+    return (
+        {k: [(r[0], r[1]) for r in v] for k, v in funcs.items()},
+        {k: [(r[0], r[1], r[2], r[3]) for r in v] for k, v in lines.items()},
+    )
+
+
+# --- BTF fix-ups --------------------------------------------------------------------------------
+
+# Bytes after the 12-byte btf_type record, per kind: (fixed, per vlen entry).
+_BTF_EXTRA = {
+    1: (4, 0), 2: (0, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 7: (0, 0), 8: (0, 0),
+    9: (0, 0), 10: (0, 0), 11: (0, 0), 12: (0, 0), 13: (0, 8), 14: (4, 0), 15: (0, 12),
+    16: (0, 0), 17: (4, 0), 18: (0, 0), 19: (0, 12),
+}  # fmt: skip
+_KIND_DATASEC = 15
+
+
+def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
+    """Fill in what the compiler leaves to the loader, as libbpf does: each DATASEC's size (0 in
+    ``.o`` files) from its ELF section, and each variable's offset from its symbol. DATASECs of
+    sections that do not exist (externs) are left alone. Returns the new blob and remarks."""
+    end = "<" if image.byteorder == "little" else ">"
+    blob = bytearray(btf_raw)
+    hdr_len, type_off, type_len, _so, _sl = struct.unpack_from(end + "IIIII", blob, 4)
+    pos = hdr_len + type_off
+    stop = pos + type_len
+    notes: list[str] = []
+    symbols: dict[tuple[int, str], int] = {}
+    for sym in image.symbols:
+        if sym.section_index is not None and sym.name and sym.type not in ("section", "file"):
+            symbols.setdefault((sym.section_index, sym.name), sym.value)
+    while pos < stop:
+        name_off, info, size = struct.unpack_from(end + "III", blob, pos)
+        kind = (info >> 24) & 0x1F
+        vlen = info & 0xFFFF
+        if kind not in _BTF_EXTRA:
+            notes.append(f"unknown BTF kind {kind}: BTF left as is")
+            return bytes(btf_raw), notes
+        fixed, per = _BTF_EXTRA[kind]
+        if kind == _KIND_DATASEC:
+            name = _btf_string(btf_raw, end, name_off)
+            sec = image.section(name)
+            if sec is not None:
+                if size != sec.size:
+                    struct.pack_into(end + "I", blob, pos + 8, sec.size)
+                for i in range(vlen):
+                    at = pos + 12 + i * 12
+                    var_id, _off, _size = struct.unpack_from(end + "III", blob, at)
+                    var_name = _btf_var_name(btf_raw, end, var_id, hdr_len + type_off, stop)
+                    value = symbols.get((sec.index, var_name)) if var_name else None
+                    if value is not None:
+                        struct.pack_into(end + "I", blob, at + 4, value)
+        pos += 12 + fixed + per * vlen
+    return bytes(blob), notes
+
+
+def _btf_var_name(btf_raw: bytes, end: str, type_id: int, start: int, stop: int) -> str | None:
+    pos, current = start, 1
+    while pos < stop:
+        name_off, info, _size = struct.unpack_from(end + "III", btf_raw, pos)
+        kind = (info >> 24) & 0x1F
+        if current == type_id:
+            return _btf_string(btf_raw, end, name_off)
+        fixed, per = _BTF_EXTRA.get(kind, (0, 0))
+        pos += 12 + fixed + per * (info & 0xFFFF)
+        current += 1
+    return None
+
+
+# --- linking ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkedProgram:
+    """A program's final instruction stream (before map fds are patched in)."""
+
+    insns: bytes
+    starts: dict[tuple[str, str], int]
+    """Start slot of each linked function, by :attr:`Function.key`."""
+    map_slots: tuple[tuple[int, str], ...]
+    """``(slot, map name)`` of every map ``ld_imm64``."""
+    data_slots: tuple[tuple[int, str, int], ...]
+    """``(slot, data section, byte offset)`` of every global-data ``ld_imm64``."""
+    func_info: bytes
+    line_info: bytes
+    notes: tuple[str, ...]
+
+
+def _encode(func: Function) -> list[list[int]]:
+    """Slots of *func* as ``[opcode, dst, src, off, imm]`` lists (mutable, for patching)."""
+    slots: list[list[int]] = [[0, 0, 0, 0, 0] for _ in range(func.slots)]
+    for insn in func.insns:
+        at = insn.index - func.offset
+        slots[at] = [insn.opcode, insn.dst, insn.src, insn.off, insn.imm]
+        if insn.size == 2 and insn.imm64 is not None:
+            hi = (insn.imm64 >> 32) & 0xFFFFFFFF
+            slots[at + 1] = [0, 0, 0, 0, hi - (1 << 32) if hi & 0x80000000 else hi]
+    return slots
+
+
+def _containing(prog: Program, section: str | None, slot: int | None) -> Function | None:
+    if section is None or slot is None:
+        return None
+    for f in prog.functions:
+        if f.section == section and f.offset <= slot < f.end:
+            return f
+    return None
+
+
+def layout(prog: Program) -> list[Function]:
+    """The order functions are appended in, as libbpf does it: the entry, then each function
+    the first time a call or function pointer refers to it, scanning the growing stream in
+    instruction order (so ``stack depth`` figures list functions in the same order)."""
+    order = [prog.entry]
+    seen = {prog.entry.key}
+    i = 0
+    while i < len(order):
+        f = order[i]
+        i += 1
+        targets: list[tuple[int, Function]] = []
+        for call in f.calls:
+            if call.kind == "bpf":
+                callee = _containing(prog, call.target_section, call.target_offset)
+                if callee is not None:
+                    targets.append((call.insn.index, callee))
+        for ref in f.refs:
+            if ref.kind == "func_ptr":
+                callee = next(
+                    (g for g in prog.functions
+                     if g.section == ref.target_section and g.name == ref.target),
+                    None,
+                )  # fmt: skip
+                if callee is not None:
+                    targets.append((ref.insn_index, callee))
+        for _, callee in sorted(targets, key=lambda t: t[0]):
+            if callee.key not in seen:
+                seen.add(callee.key)
+                order.append(callee)
+    return order
+
+
+def link_program(prog: Program, extras: _Extras | None = None) -> LinkedProgram:
+    """Lay out *prog*'s functions (:func:`layout`) and resolve calls and function pointers;
+    raises :class:`_LinkError` for what cannot be loaded (undefined calls, kfuncs, ksyms...)."""
+    starts: dict[tuple[str, str], int] = {}
+    slots: list[list[int]] = []
+    functions = layout(prog)
+    for f in functions:
+        starts[f.key] = len(slots)
+        slots.extend(_encode(f))
+    map_slots: list[tuple[int, str]] = []
+    data_slots: list[tuple[int, str, int]] = []
+    for f in functions:
+        base = starts[f.key] - f.offset
+        for call in f.calls:
+            where = f"insn {call.insn.index} of {f.name}"
+            if call.kind == "undefined":
+                raise _LinkError(
+                    f"undefined call to {call.target or '?'} ({where}): no section of the object "
+                    "defines it (e.g. a memcpy the compiler did not inline)"
+                )
+            if call.kind == "kfunc":
+                raise _LinkError(
+                    f"kfunc call to {call.target or '?'} ({where}): the native loader does not "
+                    "resolve kernel functions; use the bpftool loader"
+                )
+            if call.kind != "bpf":
+                continue
+            callee = _containing(prog, call.target_section, call.target_offset)
+            if callee is None or call.target_offset is None:
+                raise _LinkError(f"call to {call.target} ({where}) is outside the program")
+            pos = base + call.insn.index
+            target = starts[callee.key] + call.target_offset - callee.offset
+            slots[pos][2] = BPF_PSEUDO_CALL
+            slots[pos][4] = target - pos - 1
+        for ref in f.refs:
+            pos = base + ref.insn_index
+            where = f"insn {ref.insn_index} of {f.name}"
+            if ref.kind == "map":
+                map_slots.append((pos, ref.target))
+            elif ref.kind == "data":
+                if ref.target == ".kconfig":
+                    raise _LinkError(
+                        f"reference to .kconfig extern {ref.symbol} ({where}): not supported by "
+                        "the native loader; use the bpftool loader"
+                    )
+                data_slots.append((pos, ref.target, ref.addend))
+            elif ref.kind == "func_ptr":
+                callee = next(
+                    (g for g in prog.functions
+                     if g.section == ref.target_section and g.name == ref.target),
+                    None,
+                )  # fmt: skip
+                if callee is None:
+                    raise _LinkError(f"pointer to unknown function {ref.target} ({where})")
+                target = starts[callee.key] + ref.addend // _INSN
+                slots[pos][2] = BPF_PSEUDO_FUNC
+                slots[pos][4] = target - pos - 1
+                slots[pos + 1][4] = 0
+            else:
+                raise _LinkError(
+                    f"unsupported reference to {ref.target} ({where}): e.g. a .ksyms variable"
+                )
+    func_info, line_info, notes = _btf_infos(functions, starts, extras)
+    insns = b"".join(
+        struct.pack("<BBhi", s[0], (s[2] << 4) | (s[1] & 0xF), s[3], s[4]) for s in slots
+    )
+    return LinkedProgram(
+        insns, starts, tuple(map_slots), tuple(data_slots), func_info, line_info, tuple(notes)
+    )
+
+
+def _btf_infos(
+    functions: list[Function], starts: dict[tuple[str, str], int], extras: _Extras | None
+) -> tuple[bytes, bytes, list[str]]:
+    if extras is None or not extras.func_info:
+        return b"", b"", []
+    funcs: list[tuple[int, int]] = []
+    lines: list[tuple[int, int, int, int]] = []
+    for f in functions:
+        base = starts[f.key]
+        lo, hi = f.offset * _INSN, f.end * _INSN
+        rec = next((r for r in extras.func_info.get(f.section, ()) if r[0] == lo), None)
+        if rec is None:
+            return b"", b"", [f"no BTF func_info for {f.name}: loaded without func/line info"]
+        funcs.append((base, rec[1]))
+        for off, file_off, line_off, col in extras.line_info.get(f.section, ()):
+            if lo <= off < hi:
+                lines.append((base + (off - lo) // _INSN, file_off, line_off, col))
+    notes: list[str] = []
+    lines.sort(key=lambda r: r[0])
+    covered = {r[0] for r in lines}
+    if any(start not in covered for start, _ in funcs) or any(
+        a[0] == b[0] for a, b in zip(lines, lines[1:])
+    ):
+        notes.append("BTF line_info does not cover every function start: no line info")
+        lines = []
+    fi = b"".join(struct.pack("<II", *r) for r in funcs)
+    li = b"".join(struct.pack("<IIII", *r) for r in lines)
+    return fi, li, notes
+
+
+# --- maps ---------------------------------------------------------------------------------------
+
+
+class _Maps:
+    """Creates the object's maps on first use and remembers failures."""
+
+    def __init__(self, loaded: LoadedObject, btf_fd: Fd | None, pin_dir: Path | None) -> None:
+        self.loaded = loaded
+        self.obj = loaded.object
+        self.btf_fd = btf_fd
+        self.pin_dir = pin_dir
+        self.errors: dict[str, str] = {}
+
+    def get(self, name: str) -> MapHandle:
+        handle = self.loaded.maps.get(name)
+        if handle is not None:
+            return handle
+        if name in self.errors:
+            raise _LinkError(self.errors[name])
+        try:
+            handle = self._create(name)
+        except (KernelError, LookupError, ValueError) as exc:
+            self.errors[name] = f"cannot create map {name}: {exc}"
+            raise _LinkError(self.errors[name]) from exc
+        self.loaded.maps[name] = handle
+        if self.pin_dir is not None:
+            maps_dir = self.pin_dir / "maps"
+            if not maps_dir.exists():
+                maps_dir.mkdir(parents=True)
+                self.loaded._made_dir(maps_dir)
+            path = maps_dir / name.replace(".", "_")
+            obj_pin(handle.fd, path)
+            self.loaded._pinned(path)
+        return handle
+
+    def _create(self, name: str) -> MapHandle:
+        data = next((d for d in self.obj.data_sections if d.name == name), None)
+        if data is not None:
+            return self._data_map(data)
+        return self._btf_or_legacy_map(self.obj.map(name))
+
+    def _data_map(self, sec: DataSection) -> MapHandle:
+        if sec.kind == "kconfig":
+            raise ValueError(".kconfig externs are not supported by the native loader")
+        if sec.size <= 0:
+            raise ValueError(f"data section {sec.name} is empty")
+        rodata = sec.kind == "rodata"
+        map_type = BPF_MAP_TYPE["array"]
+        fd = map_create(
+            map_type, 4, sec.size, 1, BPF_F_RDONLY_PROG if rodata else 0,
+            name=_data_map_name(self.obj, sec.name),
+        )  # fmt: skip
+        try:
+            initial = sec.data if sec.kind != "bss" else b""
+            map_update(fd, b"\0\0\0\0", initial.ljust(sec.size, b"\0")[: sec.size])
+            if rodata:
+                map_freeze(fd)
+        except BaseException:
+            fd.close()
+            raise
+        return MapHandle(sec.name, fd, map_type, 4, sec.size, 1)
+
+    def _btf_or_legacy_map(self, m: Map) -> MapHandle:
+        max_entries = m.max_entries
+        if m.type == "perf_event_array" and max_entries == 0:
+            max_entries = possible_cpus()
+        inner: Fd | None = None
+        if m.inner is not None:
+            i = m.inner
+            inner = map_create(i.type_id, i.key_size, i.value_size, max(i.max_entries, 1),
+                               i.flags, name=i.name)
+        try:
+            fd: Fd | None = None
+            if (
+                self.btf_fd is not None
+                and m.source == "btf"
+                and (m.key_type_id or m.value_type_id)
+            ):
+                try:
+                    fd = map_create(
+                        m.type_id, m.key_size, m.value_size, max_entries, m.flags, name=m.name,
+                        btf_fd=self.btf_fd, btf_key_type_id=m.key_type_id or 0,
+                        btf_value_type_id=m.value_type_id or 0, inner_map_fd=inner,
+                    )  # fmt: skip
+                except KernelError:
+                    fd = None  # retry without BTF types
+            if fd is None:
+                fd = map_create(
+                    m.type_id, m.key_size, m.value_size, max_entries, m.flags, name=m.name,
+                    inner_map_fd=inner,
+                )  # fmt: skip
+        finally:
+            if inner is not None:
+                inner.close()
+        return MapHandle(m.name, fd, m.type_id, m.key_size, m.value_size, max_entries)
+
+
+def _data_map_name(obj: EbpfObject, section: str) -> str:
+    stem = Path(obj.path).stem if obj.path else "obj"
+    room = max(15 - len(section), 0)
+    return (stem[: min(room, 8)] + section)[:15]
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def _kernel_version_code() -> int:
+    try:
+        parts = os.uname().release.split("-")[0].split(".")
+        a, b, c = (
+            int("".join(ch for ch in p if ch.isdigit()) or 0) for p in (parts + ["0"] * 3)[:3]
+        )
+    except ValueError:
+        return 0
+    return (a << 16) + (b << 8) + min(c, 255)
+
+
+def _failed(prog: Program, error: str, log: str = "", notes: tuple[str, ...] = ()) -> LoadResult:
+    summary = parse_verifier_log(log, failed=True) if log else None
+    return LoadResult(
+        program=prog.name,
+        section=prog.section,
+        loaded=False,
+        error=error,
+        log=log,
+        processed_insns=summary.processed_insns if summary else None,
+        stack_depth=summary.stack_depth if summary else (),
+        verified_insns=None,
+        prog_id=None,
+        loader="native",
+        notes=notes,
+    )
+
+
+def load_native(
+    loaded: LoadedObject, only: str | None, pin_dir: Path | None, log_level: int
+) -> None:
+    """Fill *loaded* with one result per program (all, or just *only*)."""
+    obj = loaded.object
+    programs = [p for p in obj.programs if only is None or p.name == only]
+    if obj.byteorder != sys.byteorder:
+        for prog in programs:
+            loaded._add_program(
+                _failed(prog, f"object is {obj.byteorder}-endian, this kernel {sys.byteorder}"),
+                None,
+            )
+        return
+    extras, common_notes = _read_extras(obj)
+    btf_fd: Fd | None = None
+    if extras.btf_raw is not None and extras.image is not None:
+        fixed, fix_notes = fix_btf(extras.btf_raw, extras.image)
+        common_notes += fix_notes
+        try:
+            btf_fd = btf_load(fixed)
+            loaded._keep(btf_fd)
+        except KernelError as exc:
+            last = next((ln for ln in reversed(exc.log.splitlines()) if ln.strip()), str(exc))
+            common_notes.append(f"the kernel refused the object's BTF ({last.strip()}): "
+                                "programs loaded without BTF (no source lines in the log)")
+    if pin_dir is not None and not pin_dir.exists():
+        pin_dir.mkdir(parents=True)
+        loaded._made_dir(pin_dir)
+    maps = _Maps(loaded, btf_fd, pin_dir)
+    for prog in programs:
+        result, fd = _load_one(prog, obj, extras if btf_fd else None, btf_fd, maps, log_level,
+                               tuple(common_notes))
+        loaded._add_program(result, fd)
+        if fd is not None and pin_dir is not None:
+            path = pin_dir / prog.name
+            obj_pin(fd, path)
+            loaded._pinned(path)
+
+
+def _load_one(
+    prog: Program,
+    obj: EbpfObject,
+    extras: _Extras | None,
+    btf_fd: Fd | None,
+    maps: _Maps,
+    log_level: int,
+    notes: tuple[str, ...],
+) -> tuple[LoadResult, Fd | None]:
+    kind = prog.kind
+    if kind.prog_type in _NEEDS_BTF_TARGET:
+        return _failed(prog, f"{kind.label} programs need a kernel BTF attach target "
+                             "(attach_btf_id), which the native loader does not resolve; use "
+                             "the bpftool loader", notes=notes), None  # fmt: skip
+    prog_type = BPF_PROG_TYPE.get(kind.prog_type)
+    if prog_type is None:
+        return _failed(prog, f"unknown program type {kind.prog_type}", notes=notes), None
+    try:
+        linked = link_program(prog, extras)
+        insns = bytearray(linked.insns)
+        for slot, name in linked.map_slots:
+            _patch_ld(insns, slot, BPF_PSEUDO_MAP_FD, maps.get(name).fd.fileno(), 0)
+        for slot, section, offset in linked.data_slots:
+            _patch_ld(insns, slot, BPF_PSEUDO_MAP_VALUE, maps.get(section).fd.fileno(), offset)
+    except _LinkError as exc:
+        return _failed(prog, str(exc), notes=notes), None
+    notes = notes + linked.notes
+    attach = BPF_ATTACH_TYPE.get(kind.expected_attach_type or "", 0)
+    flags = (BPF_F_SLEEPABLE if kind.sleepable else 0) | (BPF_F_XDP_HAS_FRAGS if kind.frags else 0)
+    kern_version = obj.kernel_version or (_kernel_version_code() if prog_type == 2 else 0)
+
+    def attempt(with_btf: bool) -> tuple[Fd | None, str, int]:
+        try:
+            out = prog_load(
+                prog_type, bytes(insns), obj.license or "", name=prog.name,
+                expected_attach_type=attach, log_level=log_level,
+                btf_fd=btf_fd if with_btf else None,
+                func_info=linked.func_info if with_btf else b"",
+                line_info=linked.line_info if with_btf else b"",
+                kern_version=kern_version, prog_flags=flags,
+            )  # fmt: skip
+        except KernelError as exc:
+            return None, exc.log or str(exc), exc.errno
+        return out.fd, out.log, out.errno
+
+    fd, log, err = attempt(btf_fd is not None)
+    if fd is None and btf_fd is not None and err != _errno.EACCES:
+        fd2, log2, _err2 = attempt(False)
+        if fd2 is not None:
+            first = parse_verifier_log(log, failed=True).error_line
+            notes = (*notes, f"with BTF the kernel refused the load ({first}): loaded without BTF")
+            fd, log = fd2, log2
+    summary = parse_verifier_log(log, failed=fd is None)
+    if fd is None:
+        error = summary.error_line or f"load failed: {os.strerror(err) if err else 'unknown'}"
+        return _failed(prog, error, log, notes), None
+    info = prog_info(fd)
+    return (
+        LoadResult(
+            program=prog.name,
+            section=prog.section,
+            loaded=True,
+            error=None,
+            log=log,
+            processed_insns=summary.processed_insns,
+            stack_depth=summary.stack_depth,
+            verified_insns=info.verified_insns,
+            prog_id=info.id,
+            loader="native",
+            notes=notes,
+        ),
+        fd,
+    )
+
+
+def _patch_ld(insns: bytearray, slot: int, src: int, imm: int, second_imm: int) -> None:
+    at = slot * _INSN
+    if insns[at] != _LD_IMM64:
+        raise _LinkError(f"relocated instruction {slot} is not an ld_imm64")
+    insns[at + 1] = (src << 4) | (insns[at + 1] & 0x0F)
+    struct.pack_into("<i", insns, at + 4, imm)
+    struct.pack_into("<I", insns, at + 12, second_imm & 0xFFFFFFFF)

@@ -1,0 +1,215 @@
+"""The privileged tier: gating (marker ``ebpf_privileged``, ``--ebpf-privileged``) and the
+fixtures that load programs into the running kernel and run them with BPF_PROG_TEST_RUN.
+
+Programs and maps live as long as their file descriptors, which only this process holds; pins
+go to a private directory per session and xdist worker, removed at teardown, at exit, and (for
+crashed earlier runs) at the next start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_ebpf.kernel import TestRunResult
+    from pytest_ebpf.loader import LoadedObject, LoadResult
+
+BPFFS = Path("/sys/fs/bpf")
+PIN_PREFIX = "pytest-ebpf-"
+LOADER_KEY = pytest.StashKey[str]()
+MODES = ("auto", "require", "no")
+LOADERS = ("auto", "bpftool", "native")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Can this process load programs? ``reason`` says exactly why not."""
+
+    ok: bool
+    reason: str
+
+
+def _bpffs_mounted() -> bool:
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split()[1:3] == [str(BPFFS), "bpf"] for line in mounts)
+
+
+def check_gate(loader: str) -> Gate:
+    """Root/CAP_BPF, a working bpf(), bpffs (mounted when root and missing), bpftool."""
+    from pytest_ebpf.kernel import bpf_available
+
+    ok, why = bpf_available()
+    if not ok:
+        fix = "" if "run as root" in why else " (fix: run as root or grant CAP_BPF)"
+        return Gate(False, f"cannot load eBPF programs: {why}{fix}")
+    if not _bpffs_mounted():
+        if os.geteuid() == 0:
+            BPFFS.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.run(["mount", "-t", "bpf", "bpf", str(BPFFS)],
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                return Gate(False, f"bpffs is not mounted and `mount -t bpf bpf {BPFFS}` "
+                                   f"failed: {proc.stderr.strip()}")
+        else:
+            return Gate(False, f"bpffs is not mounted at {BPFFS} (fix: mount -t bpf bpf "
+                               f"{BPFFS})")
+    if loader == "bpftool" and shutil.which("bpftool") is None:
+        return Gate(False, "--ebpf-loader=bpftool but bpftool is not on PATH (fix: apt-get "
+                           "install bpftool, or --ebpf-loader=native)")
+    return Gate(True, "")
+
+
+def remove_stale_pins() -> None:
+    """Remove pin directories of earlier runs whose process is gone (a crash, SIGKILL)."""
+    if not BPFFS.is_dir():
+        return
+    for entry in BPFFS.glob(f"{PIN_PREFIX}*"):
+        match = re.match(rf"{PIN_PREFIX}(\d+)", entry.name)
+        if match and not Path(f"/proc/{match.group(1)}").exists():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def pin_dir(config: pytest.Config) -> Path:
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    return BPFFS / f"{PIN_PREFIX}{os.getpid()}-{worker}"
+
+
+def _mode(config: pytest.Config) -> str:
+    from pytest_ebpf.settings import resolve
+
+    return resolve(config, "privileged").value or "auto"
+
+
+def _loader(config: pytest.Config) -> str:
+    from pytest_ebpf.settings import resolve
+
+    return resolve(config, "loader").value or "auto"
+
+
+def enforce(config: pytest.Config) -> None:
+    """Skip (auto), fail (require) or skip because disabled (no): one exact reason."""
+    __tracebackhide__ = True
+    mode = _mode(config)
+    if mode == "no":
+        pytest.skip("privileged eBPF tests disabled by --ebpf-privileged=no")
+    gate = check_gate(_loader(config))
+    if gate.ok:
+        return
+    if mode == "require":
+        pytest.fail(f"--ebpf-privileged=require: {gate.reason}", pytrace=False)
+    pytest.skip(gate.reason)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("ebpf_privileged") is not None:
+        enforce(item.config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if LOADER_KEY in config.stash:
+        terminalreporter.line(config.stash[LOADER_KEY])
+
+
+def _rejection(result: LoadResult, obj: Any) -> str:
+    lines = [f"program {result.program} ({result.section}) was rejected by the verifier "
+             f"(loader {result.loader}): {result.error}"]
+    log = [ln for ln in result.log.splitlines() if ln.strip()]
+    if log:
+        lines += ["", "verifier log (last lines):", *(f"  {ln}" for ln in log[-15:])]
+    lines += ["", "fix: read the decisive line above; `pytest-ebpf verify OBJECT` prints the "
+                  "whole log"]
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="session")
+def ebpf_loaded(pytestconfig: pytest.Config, ebpf_object: Any) -> Iterator[LoadedObject]:
+    """Every program of the built object, loaded once per session (per xdist worker) with
+    ``--ebpf-loader``; unloaded and unpinned at the end. Rejected programs are in
+    ``.results`` with the verifier's log."""
+    from pytest_ebpf.loader import load_all
+
+    enforce(pytestconfig)
+    remove_stale_pins()
+    pins = pin_dir(pytestconfig)
+    atexit.register(shutil.rmtree, pins, True)
+    loaded = load_all(ebpf_object, loader=_loader(pytestconfig), pin_dir=pins)
+    verdicts = ", ".join(f"{r.program} {'loaded' if r.loaded else 'REJECTED'}"
+                         for r in loaded.results.values())
+    pytestconfig.stash[LOADER_KEY] = f"loader {loaded.loader} ({loaded.reason}): {verdicts}"
+    try:
+        yield loaded
+    finally:
+        loaded.close()
+        shutil.rmtree(pins, ignore_errors=True)
+
+
+@pytest.fixture
+def ebpf_load(pytestconfig: pytest.Config, ebpf_object: Any
+              ) -> Iterator[Callable[..., LoadedObject]]:
+    """Factory ``ebpf_load(program, **options) -> LoadedObject`` loading one program afresh
+    (its own maps); everything it loaded is unloaded after the test."""
+    from pytest_ebpf.loader import load_program
+
+    enforce(pytestconfig)
+    opened: list[LoadedObject] = []
+
+    def load(program: str, **options: Any) -> LoadedObject:
+        options.setdefault("loader", _loader(pytestconfig))
+        loaded = load_program(ebpf_object, program, **options)
+        opened.append(loaded)
+        return loaded
+
+    try:
+        yield load
+    finally:
+        for loaded in opened:
+            loaded.close()
+
+
+@pytest.fixture
+def ebpf_run(ebpf_loaded: LoadedObject, ebpf_object: Any
+             ) -> Callable[..., TestRunResult]:
+    """``ebpf_run(program, data=b"", ctx=None, repeat=1) -> TestRunResult(retval, data_out,
+    ctx_out, duration_ns)`` through BPF_PROG_TEST_RUN, called directly (no subprocess)."""
+    from pytest_ebpf.kernel import prog_test_run
+
+    def run(program: str, data: bytes = b"", ctx: bytes | None = None,
+            repeat: int = 1) -> TestRunResult:
+        __tracebackhide__ = True
+        result = ebpf_loaded.results.get(program)
+        if result is None:
+            names = ", ".join(sorted(ebpf_loaded.results)) or "none"
+            pytest.fail(f"no program {program!r} in the object (programs: {names})",
+                        pytrace=False)
+        if not result.loaded:
+            pytest.fail(_rejection(result, ebpf_object), pytrace=False)
+        return prog_test_run(ebpf_loaded.prog_fd(program), data_in=data, ctx_in=ctx,
+                             repeat=repeat)
+
+    return run
+
+
+def assert_rejected(result: LoadResult, match: str) -> None:
+    """The program was rejected and the verifier said ``match`` (a regular expression), like
+    the kernel selftests' ``__failure __msg(...)``."""
+    __tracebackhide__ = True
+    if result.loaded:
+        raise AssertionError(f"program {result.program} was expected to be rejected "
+                             f"({match!r}) but the verifier accepted it")
+    if not re.search(match, result.log or "") and not re.search(match, result.error or ""):
+        raise AssertionError(f"program {result.program} was rejected, but not with "
+                             f"{match!r}: {result.error}")

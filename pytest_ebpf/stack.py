@@ -1,0 +1,705 @@
+"""Static stack analysis: per-function stack use and the combined depth of call chains.
+
+What the kernel verifier does (``kernel/bpf/verifier.c``), and what this module reproduces
+without loading anything:
+
+* every stack access ``[r10 + off, r10 + off + size)`` (directly through ``r10``, through a
+  register holding ``r10 + const``, or as a helper/kfunc/BPF-call argument pointing into the
+  stack) grows the function's ``stack_depth`` to ``-off`` rounded up to 8 bytes; the verifier
+  prints one figure per function in its ``stack depth A+B+...`` statistics line;
+* a single access below ``r10 - 512`` (``MAX_BPF_STACK``) is refused ("invalid write to stack");
+* ``check_max_stack_depth`` walks the BPF-to-BPF call graph from the entry; each frame counts
+  ``round_up(max(depth, 1), 32)`` bytes (the interpreter's granularity) or
+  ``round_up(depth, 16)`` when the program is JIT-compiled, and a chain whose sum exceeds 512 is
+  refused ("combined stack size of N calls is M. Too large");
+* a chain may be at most 8 frames deep (``MAX_CALL_FRAMES``; "the call stack of 8 frames is too
+  deep !");
+* a subprogram (not the entry) that calls ``bpf_tail_call`` must be reached with less than 256
+  bytes of combined stack in the frames above it ("tail_calls are not allowed when call stack of
+  previous frames is N bytes. Too large");
+* recursion is refused (the call graph must be acyclic).
+
+Callbacks (a function whose address is loaded with ``ld_imm64``, e.g. for ``bpf_loop``) count as
+frames called from the function that loads their address, as the verifier counts synchronous
+callbacks.
+
+Register tracking is a single forward pass per function: registers holding ``r10 + const``
+(copies, ``+=``/``-=`` of constants or of registers holding known constants, 8-byte spills and
+fills of such pointers) are followed through straight-line code; at a forward jump the state is
+handed to the target and merged there ("may" semantics: a register that is a stack pointer on any
+incoming path keeps its deepest offset); calls clobber ``r0``-``r5``; state after ``exit`` or an
+unconditional jump starts empty. Backward edges (loops) are not iterated: stack pointers are
+virtually always re-derived inside loop bodies.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from pytest_ebpf.isa import Insn
+from pytest_ebpf.model import EbpfObject, Function, Program
+
+__all__ = [
+    "MAX_BPF_STACK",
+    "MAX_CALL_FRAMES",
+    "TAIL_CALL_STACK_LIMIT",
+    "FrameUse",
+    "ProgramStack",
+    "StackLimits",
+    "StackProblem",
+    "call_graph",
+    "function_stack",
+    "program_stack",
+    "round_frame",
+    "stack_problems",
+]
+
+MAX_BPF_STACK = 512
+"""Bytes of stack a program may use, all frames of a call chain together."""
+MAX_CALL_FRAMES = 8
+"""Frames a BPF-to-BPF call chain may have (the entry included)."""
+TAIL_CALL_STACK_LIMIT = 256
+"""Combined bytes of the frames above a subprogram that calls ``bpf_tail_call`` must stay below
+this."""
+TAIL_CALL_HELPER = 12
+"""``bpf_tail_call``'s helper id."""
+
+
+@dataclass(frozen=True)
+class StackLimits:
+    """The verifier's stack limits."""
+
+    total: int = MAX_BPF_STACK
+    frames: int = MAX_CALL_FRAMES
+    tail_call: int = TAIL_CALL_STACK_LIMIT
+
+
+LIMITS = StackLimits()
+
+
+@dataclass(frozen=True)
+class FrameUse:
+    """The stack one function uses."""
+
+    function: Function
+    depth: int
+    """Bytes, rounded up to 8: what the verifier prints for the function in "stack depth"."""
+    deepest_insn: Insn | None
+    """The (first) instruction touching the deepest byte; None when the function uses none."""
+
+
+@dataclass(frozen=True)
+class ProgramStack:
+    """The stack use of a program and the functions it reaches."""
+
+    program: str
+    frames: dict[str, int]
+    """Function name -> bytes (as :attr:`FrameUse.depth`) for the entry and every function
+    reachable from it, in :attr:`Program.functions` order."""
+    chain: tuple[str, ...]
+    """The call chain with the largest combined (rounded) depth, entry first."""
+    chain_frames: tuple[int, ...]
+    """Bytes per frame on :attr:`chain`, unrounded (the verifier's "stack depth" figures)."""
+    total: int
+    """Combined depth of :attr:`chain`: the frames rounded as the verifier rounds them."""
+    max_frames: int
+    """Number of frames of the longest call chain."""
+    tail_call_depth: int | None
+    """Largest combined depth of the frames *above* a function calling ``bpf_tail_call``; None
+    when no reachable function makes a tail call."""
+    recursion: tuple[str, ...]
+    """A call cycle, closed (``("a", "b", "a")``; ``("f", "f")`` for self-recursion); empty when
+    the call graph is acyclic."""
+    deepest: FrameUse
+    """The frame of :attr:`chain` using the most bytes (the first of equals)."""
+    frame_round: int = 32
+    """The rounding :attr:`total` used."""
+    tail_call_chain: tuple[str, ...] = ()
+    """The chain leading to the tail-calling function of :attr:`tail_call_depth` (that function
+    last)."""
+    longest_chain: tuple[str, ...] = ()
+    """The call chain with the most frames (entry first)."""
+    uses: dict[str, FrameUse] = field(default_factory=dict, repr=False, compare=False)
+    """Function name -> :class:`FrameUse`, for every reachable function."""
+
+
+@dataclass(frozen=True)
+class StackProblem:
+    """A stack limit the verifier would enforce and the program breaks."""
+
+    kind: str
+    """``frame_too_large``, ``combined_too_large``, ``too_many_frames``, ``tail_call_stack`` or
+    ``recursion``."""
+    message: str
+    program: str
+    chain: tuple[str, ...]
+    chain_frames: tuple[int, ...]
+    total: int
+    insn: Insn | None
+    """The deepest access for ``frame_too_large``/``combined_too_large``; the tail call or the
+    recursive call otherwise."""
+    function: str
+    """The function to look at: the too-large frame, the deepest frame of the chain, the last
+    frame of a too-long chain, the tail-calling function, or the recursive caller."""
+
+
+# ---------------------------------------------------------------------------------------------
+# One function
+# ---------------------------------------------------------------------------------------------
+
+_SIZE = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
+_CALLER_SAVED = (0, 1, 2, 3, 4, 5)
+
+
+def _merge_into(
+    target: tuple[dict[int, int], dict[int, int], dict[int, int]],
+    regs: dict[int, int],
+    spills: dict[int, int],
+    consts: dict[int, int],
+) -> None:
+    """Merge a state into a pending one: stack pointers and spills keep the deepest offset seen
+    on any path (may), constants must agree (must)."""
+    t_regs, t_spills, t_consts = target
+    for r, v in regs.items():
+        old = t_regs.get(r)
+        if old is None or v < old:
+            t_regs[r] = v
+    for s, v in spills.items():
+        old = t_spills.get(s)
+        if old is None or v < old:
+            t_spills[s] = v
+    for r in [r for r, v in t_consts.items() if consts.get(r) != v]:
+        del t_consts[r]
+
+
+def function_stack(fn: Function) -> FrameUse:
+    """The stack bytes *fn* uses (see the module docstring for how pointers are followed)."""
+    insns = fn.insns
+    end = fn.end
+    regs: dict[int, int] = {10: 0}  # register -> offset from r10 (a stack pointer)
+    spills: dict[int, int] = {}  # stack offset -> stack pointer offset spilled there
+    consts: dict[int, int] = {}  # register -> known 64-bit constant (scalar)
+    pending: dict[int, tuple[dict[int, int], dict[int, int], dict[int, int]]] = {}
+    deepest = 0  # most negative offset touched
+    deepest_insn: Insn | None = None
+    live = True  # False after exit / unconditional jump until a jump target
+
+    for insn in insns:
+        idx = insn.index
+        if pending:
+            incoming = pending.pop(idx, None)
+            if incoming is not None:
+                if live:
+                    _merge_into(incoming, regs, spills, consts)
+                regs, spills, consts = incoming
+                regs[10] = 0
+                live = True
+        if not live:
+            regs, spills, consts = {10: 0}, {}, {}
+            live = True
+        op = insn.opcode
+        cls = op & 0x07
+        if cls == 7:  # alu64
+            dst = insn.dst
+            code = op & 0xF0
+            if op & 0x08:  # register source
+                src = insn.src
+                if code == 0xB0 and insn.off == 0:  # mov
+                    if src in regs:
+                        regs[dst] = regs[src]
+                        consts.pop(dst, None)
+                    else:
+                        regs.pop(dst, None)
+                        if src in consts:
+                            consts[dst] = consts[src]
+                        else:
+                            consts.pop(dst, None)
+                    continue
+                if code == 0x00:  # add
+                    if dst in regs and src in consts:
+                        regs[dst] += consts[src]
+                        continue
+                    if src in regs and dst in consts:
+                        regs[dst] = regs[src] + consts.pop(dst)
+                        continue
+                    if dst in consts and src in consts:
+                        consts[dst] = consts[dst] + consts[src]
+                        regs.pop(dst, None)
+                        continue
+                elif code == 0x10 and dst in regs and src in consts:  # sub
+                    regs[dst] -= consts[src]
+                    continue
+                if code in (0x00, 0x10) and dst in regs:
+                    # A variable offset (an index into a stack buffer): count the buffer's base,
+                    # the lowest byte an index >= 0 reaches.
+                    off = regs[dst]
+                    if off < deepest:
+                        deepest, deepest_insn = off, insn
+            else:
+                imm = insn.imm
+                if code == 0x00:
+                    if dst in regs:
+                        regs[dst] += imm
+                        continue
+                    if dst in consts:
+                        consts[dst] += imm
+                        continue
+                elif code == 0x10:
+                    if dst in regs:
+                        regs[dst] -= imm
+                        continue
+                    if dst in consts:
+                        consts[dst] -= imm
+                        continue
+                elif code == 0xB0 and insn.off == 0:
+                    regs.pop(dst, None)
+                    consts[dst] = imm
+                    continue
+            if dst != 10:
+                regs.pop(dst, None)
+            consts.pop(dst, None)
+            continue
+        if cls == 3:  # stx (memory and atomics)
+            base = insn.dst
+            if base in regs:
+                addr = regs[base] + insn.off
+                if addr < deepest:
+                    deepest, deepest_insn = addr, insn
+                if (op & 0xE0) == 0x60:  # plain store: track spilled stack pointers
+                    src = insn.src
+                    if (op & 0x18) == 0x18 and src in regs:
+                        spills[addr] = regs[src]
+                    elif spills:
+                        spills.pop(addr, None)
+            if (op & 0xE0) == 0xC0:  # atomics may write src (fetch) and r0 (cmpxchg)
+                regs.pop(insn.src, None)
+                consts.pop(insn.src, None)
+                regs.pop(0, None)
+                consts.pop(0, None)
+            continue
+        if cls == 1:  # ldx
+            base = insn.src
+            dst = insn.dst
+            loaded: int | None = None
+            if base in regs:
+                addr = regs[base] + insn.off
+                if addr < deepest:
+                    deepest, deepest_insn = addr, insn
+                if (op & 0xF8) == 0x78:  # 8-byte load: a spilled stack pointer comes back
+                    loaded = spills.get(addr)
+            if dst != 10:
+                if loaded is None:
+                    regs.pop(dst, None)
+                else:
+                    regs[dst] = loaded
+            consts.pop(dst, None)
+            continue
+        if cls == 2:  # st (immediate store)
+            base = insn.dst
+            if base in regs:
+                addr = regs[base] + insn.off
+                if addr < deepest:
+                    deepest, deepest_insn = addr, insn
+                if spills:
+                    spills.pop(addr, None)
+            continue
+        if cls == 5 or cls == 6:  # jmp / jmp32
+            code = op & 0xF0
+            if cls == 5 and code == 0x80:  # call / callx: stack pointers passed as arguments
+                for r in (1, 2, 3, 4, 5):
+                    arg = regs.get(r)
+                    if arg is not None and arg < deepest:
+                        deepest, deepest_insn = arg, insn
+                for r in _CALLER_SAVED:
+                    regs.pop(r, None)
+                    consts.pop(r, None)
+                continue
+            if cls == 5 and code == 0x90:  # exit
+                live = False
+                continue
+            target = insn.jump_target
+            if target is not None and idx < target < end:
+                slot = pending.get(target)
+                if slot is None:
+                    pending[target] = (dict(regs), dict(spills), dict(consts))
+                else:
+                    _merge_into(slot, regs, spills, consts)
+            if (code == 0x00 and (cls == 6 or not op & 0x08)) or (cls == 5 and op == 0x0D):
+                live = False  # ja / gotol / gotox: nothing falls through
+            continue
+        if cls == 4:  # alu (32-bit): the result is a scalar
+            dst = insn.dst
+            if dst != 10:
+                regs.pop(dst, None)
+            consts.pop(dst, None)
+            continue
+        # cls 0: ld_imm64 / legacy packet loads
+        if (op & 0xE0) in (0x20, 0x40):  # ld_abs / ld_ind clobber r0-r5
+            for r in _CALLER_SAVED:
+                regs.pop(r, None)
+                consts.pop(r, None)
+        else:
+            regs.pop(insn.dst, None)
+            if insn.imm64 is not None and insn.src == 0:
+                value = insn.imm64
+                consts[insn.dst] = value - (1 << 64) if value >= 1 << 63 else value
+            else:
+                consts.pop(insn.dst, None)
+    depth = (-deepest + 7) // 8 * 8 if deepest < 0 else 0
+    return FrameUse(function=fn, depth=depth, deepest_insn=deepest_insn)
+
+
+# ---------------------------------------------------------------------------------------------
+# Call graph
+# ---------------------------------------------------------------------------------------------
+
+
+class _FunctionIndex:
+    """Functions of an object by (section, containing slot) and (section, name)."""
+
+    def __init__(self, obj: EbpfObject, extra: tuple[Function, ...] = ()) -> None:
+        by_section: dict[str, list[Function]] = {}
+        self.by_name: dict[tuple[str, str], Function] = {}
+        for fn in (*obj.functions, *extra):
+            if fn.key in self.by_name:
+                continue
+            by_section.setdefault(fn.section, []).append(fn)
+            self.by_name[fn.key] = fn
+        self.sorted: dict[str, list[Function]] = {}
+        self.starts: dict[str, list[int]] = {}
+        for sec, fns in by_section.items():
+            fns.sort(key=lambda f: f.offset)
+            self.sorted[sec] = fns
+            self.starts[sec] = [f.offset for f in fns]
+
+    def at(self, section: str | None, slot: int | None) -> Function | None:
+        if section is None or slot is None:
+            return None
+        starts = self.starts.get(section)
+        if not starts:
+            return None
+        i = bisect.bisect_right(starts, slot) - 1
+        if i < 0:
+            return None
+        fn = self.sorted[section][i]
+        return fn if fn.offset <= slot < max(fn.end, fn.offset + 1) else None
+
+
+# id(obj) -> (obj, its index): every program of an object shares one index (a few objects).
+_INDEXES: dict[int, tuple[EbpfObject, _FunctionIndex]] = {}
+
+
+def _index(obj: EbpfObject) -> _FunctionIndex:
+    held = _INDEXES.get(id(obj))
+    if held is None or held[0] is not obj:
+        if len(_INDEXES) >= 8:
+            _INDEXES.clear()
+        held = (obj, _FunctionIndex(obj))
+        _INDEXES[id(obj)] = held
+    return held[1]
+
+
+def call_graph(obj: EbpfObject, prog: Program) -> dict[tuple[str, str], list[Function]]:
+    """Function key -> the functions it calls (BPF-to-BPF calls and callbacks whose address it
+    loads), in instruction order without duplicates, for every function *prog* reaches."""
+    index = _index(obj)
+    if any(fn.key not in index.by_name for fn in prog.functions):
+        index = _FunctionIndex(obj, prog.functions)
+    graph: dict[tuple[str, str], list[Function]] = {}
+    for fn in prog.functions:
+        events: list[tuple[int, Function]] = []
+        for call in fn.calls:
+            if call.kind == "bpf":
+                callee = index.at(call.target_section, call.target_offset)
+                if callee is not None:
+                    events.append((call.insn.index, callee))
+        for ref in fn.refs:
+            if ref.kind == "func_ptr" and ref.target_section is not None:
+                callee = index.by_name.get((ref.target_section, ref.target))
+                if callee is not None:
+                    events.append((ref.insn_index, callee))
+        events.sort(key=lambda e: e[0])
+        seen: set[tuple[str, str]] = set()
+        out: list[Function] = []
+        for _, callee in events:
+            if callee.key not in seen:
+                seen.add(callee.key)
+                out.append(callee)
+        graph[fn.key] = out
+    return graph
+
+
+def round_frame(depth: int, frame_round: int = 32) -> int:
+    """A frame's contribution to the combined depth: the verifier's ``round_up_stack_depth``
+    (``round_up(max(depth, 1), 32)`` for the interpreter, ``round_up(depth, 16)`` with the JIT;
+    other values round ``depth`` up to that multiple)."""
+    if frame_round == 32:
+        depth = max(depth, 1)
+    if frame_round <= 1:
+        return depth
+    return (depth + frame_round - 1) // frame_round * frame_round
+
+
+def _tail_call_insn(fn: Function) -> Insn | None:
+    for call in fn.calls:
+        if call.kind == "helper" and call.helper_id == TAIL_CALL_HELPER:
+            return call.insn
+    return None
+
+
+_Key = tuple[str, str]
+
+
+def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32) -> ProgramStack:
+    """Stack use of *prog*: every frame, the deepest call chain and its combined depth.
+
+    Ties between chains are broken in favour of the first callee in instruction order. Back
+    edges of a recursive call graph are ignored for the chains and reported in
+    :attr:`ProgramStack.recursion`.
+    """
+    graph = call_graph(obj, prog)
+    uses: dict[_Key, FrameUse] = {fn.key: function_stack(fn) for fn in prog.functions}
+    names: dict[_Key, str] = {fn.key: fn.name for fn in prog.functions}
+    rounded = {k: round_frame(u.depth, frame_round) for k, u in uses.items()}
+    entry = prog.entry.key
+
+    # Iterative DFS from the entry: post-order (for chains below each node) and back edges.
+    order: list[_Key] = []
+    state: dict[_Key, int] = {entry: 1}  # 1 on the DFS stack, 2 done
+    stack: list[tuple[_Key, int]] = [(entry, 0)]
+    path: list[_Key] = [entry]
+    back_edges: set[tuple[_Key, _Key]] = set()
+    recursion: tuple[str, ...] = ()
+    while stack:
+        key, i = stack[-1]
+        callees = graph.get(key, [])
+        if i < len(callees):
+            stack[-1] = (key, i + 1)
+            child = callees[i].key
+            st = state.get(child)
+            if st is None:
+                state[child] = 1
+                stack.append((child, 0))
+                path.append(child)
+            elif st == 1:
+                back_edges.add((key, child))
+                if not recursion:
+                    cycle = path[path.index(child):]
+                    recursion = (*(names.get(k, k[1]) for k in cycle), names[child])
+        else:
+            stack.pop()
+            path.pop()
+            state[key] = 2
+            order.append(key)
+
+    def children(key: _Key) -> list[_Key]:
+        return [c.key for c in graph.get(key, []) if (key, c.key) not in back_edges]
+
+    # Deepest chain and longest chain below each node (post-order: children first).
+    best: dict[_Key, int] = {}
+    best_next: dict[_Key, _Key | None] = {}
+    longest: dict[_Key, int] = {}
+    longest_next: dict[_Key, _Key | None] = {}
+    for key in order:
+        b, bn, n, nn = 0, None, 0, None
+        for child in children(key):
+            if bn is None or best[child] > b:
+                b, bn = best[child], child
+            if longest[child] > n:
+                n, nn = longest[child], child
+        best[key] = rounded[key] + b
+        best_next[key] = bn
+        longest[key] = 1 + n
+        longest_next[key] = nn
+
+    def follow(nxt: dict[_Key, _Key | None]) -> list[_Key]:
+        out = [entry]
+        cur = nxt.get(entry)
+        while cur is not None:
+            out.append(cur)
+            cur = nxt.get(cur)
+        return out
+
+    chain_keys = follow(best_next)
+    longest_keys = follow(longest_next)
+
+    # Largest combined depth above each node (reverse post-order = topological order).
+    above: dict[_Key, int] = {entry: 0}
+    above_prev: dict[_Key, _Key | None] = {entry: None}
+    for key in reversed(order):
+        if key not in above:
+            continue
+        here = above[key] + rounded[key]
+        for child in children(key):
+            if child not in above or here > above[child]:
+                above[child] = here
+                above_prev[child] = key
+    tail_depth: int | None = None
+    tail_key: _Key | None = None
+    for fn in prog.functions:
+        if fn.key in above and _tail_call_insn(fn) is not None:
+            d = above[fn.key]
+            if tail_depth is None or d > tail_depth:
+                tail_depth, tail_key = d, fn.key
+    tail_chain: list[_Key] = []
+    cur: _Key | None = tail_key
+    while cur is not None:
+        tail_chain.append(cur)
+        cur = above_prev.get(cur)
+    tail_chain.reverse()
+
+    deepest = uses[chain_keys[0]]
+    for key in chain_keys[1:]:
+        if uses[key].depth > deepest.depth:
+            deepest = uses[key]
+    return ProgramStack(
+        program=prog.name,
+        frames={fn.name: uses[fn.key].depth for fn in prog.functions},
+        chain=tuple(names[k] for k in chain_keys),
+        chain_frames=tuple(uses[k].depth for k in chain_keys),
+        total=best[entry],
+        max_frames=longest[entry],
+        tail_call_depth=tail_depth,
+        recursion=recursion,
+        deepest=deepest,
+        frame_round=frame_round,
+        tail_call_chain=tuple(names[k] for k in tail_chain),
+        longest_chain=tuple(names[k] for k in longest_keys),
+        uses={fn.name: uses[fn.key] for fn in prog.functions},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems
+# ---------------------------------------------------------------------------------------------
+
+
+def _describe(chain: tuple[str, ...], frames: tuple[int, ...]) -> str:
+    return " -> ".join(f"{name} ({depth} B)" for name, depth in zip(chain, frames))
+
+
+def stack_problems(
+    obj: EbpfObject,
+    prog: Program,
+    frame_round: int = 32,
+    limits: StackLimits = LIMITS,
+    stack: ProgramStack | None = None,
+) -> list[StackProblem]:
+    """Every stack limit of the verifier that *prog* breaks (empty when it fits). *stack*, when
+    given, is ``program_stack(obj, prog, frame_round)`` already computed."""
+    ps = stack if stack is not None else program_stack(obj, prog, frame_round)
+    out: list[StackProblem] = []
+    for name, use in ps.uses.items():
+        if use.depth > limits.total:
+            insn = use.deepest_insn
+            where = f" at insn {insn.index} ({insn.text()})" if insn is not None else ""
+            out.append(
+                StackProblem(
+                    kind="frame_too_large",
+                    message=(
+                        f"program {prog.name}: function {name} uses {use.depth} bytes of stack"
+                        f"{where}, more than the {limits.total}-byte limit (the verifier "
+                        f"refuses it: invalid write to stack / stack limit exceeded)"
+                    ),
+                    program=prog.name,
+                    chain=(name,),
+                    chain_frames=(use.depth,),
+                    total=use.depth,
+                    insn=insn,
+                    function=name,
+                )
+            )
+    if ps.total > limits.total and len(ps.chain) > 1:
+        out.append(
+            StackProblem(
+                kind="combined_too_large",
+                message=(
+                    f"program {prog.name}: combined stack size of {len(ps.chain)} calls is "
+                    f"{ps.total}. Too large (limit {limits.total}; each frame rounded up to "
+                    f"{frame_round}): {_describe(ps.chain, ps.chain_frames)}"
+                ),
+                program=prog.name,
+                chain=ps.chain,
+                chain_frames=ps.chain_frames,
+                total=ps.total,
+                insn=ps.deepest.deepest_insn,
+                function=ps.deepest.function.name,
+            )
+        )
+    if ps.max_frames > limits.frames:
+        chain = ps.longest_chain
+        frames = tuple(ps.frames[n] for n in chain)
+        out.append(
+            StackProblem(
+                kind="too_many_frames",
+                message=(
+                    f"program {prog.name}: a call chain of {ps.max_frames} frames, more than "
+                    f"the verifier's {limits.frames} (\"the call stack of {limits.frames} frames "
+                    f"is too deep !\"): {' -> '.join(chain)}"
+                ),
+                program=prog.name,
+                chain=chain,
+                chain_frames=frames,
+                total=sum(round_frame(f, frame_round) for f in frames),
+                insn=None,
+                function=chain[-1],
+            )
+        )
+    if (
+        ps.tail_call_depth is not None
+        and ps.tail_call_depth >= limits.tail_call
+        and len(ps.tail_call_chain) > 1
+    ):
+        chain = ps.tail_call_chain
+        frames = tuple(ps.frames[n] for n in chain)
+        fn = ps.uses[chain[-1]].function
+        out.append(
+            StackProblem(
+                kind="tail_call_stack",
+                message=(
+                    f"program {prog.name}: {chain[-1]} calls bpf_tail_call with "
+                    f"{ps.tail_call_depth} bytes of stack in the frames above it; the verifier "
+                    f"requires less than {limits.tail_call} (\"tail_calls are not allowed when "
+                    f"call stack of previous frames is {ps.tail_call_depth} bytes. Too large\"): "
+                    f"{_describe(chain, frames)}"
+                ),
+                program=prog.name,
+                chain=chain,
+                chain_frames=frames,
+                total=ps.tail_call_depth,
+                insn=_tail_call_insn(fn),
+                function=chain[-1],
+            )
+        )
+    if ps.recursion:
+        cycle = ps.recursion
+        caller = ps.uses.get(cycle[-2])
+        insn = None
+        if caller is not None:
+            callee = ps.uses.get(cycle[-1])
+            for call in caller.function.calls:
+                if (
+                    call.kind == "bpf"
+                    and callee is not None
+                    and call.target_section == callee.function.section
+                    and call.target_offset == callee.function.offset
+                ):
+                    insn = call.insn
+                    break
+        out.append(
+            StackProblem(
+                kind="recursion",
+                message=(
+                    f"program {prog.name}: recursive call chain {' -> '.join(cycle)}; the "
+                    f"verifier refuses recursion (its stack must be bounded statically)"
+                ),
+                program=prog.name,
+                chain=cycle,
+                chain_frames=tuple(ps.frames.get(n, 0) for n in cycle),
+                total=0,
+                insn=insn,
+                function=cycle[-2],
+            )
+        )
+    return out

@@ -1,0 +1,112 @@
+"""``pytest-ebpf verify OBJECT``: load every program into the running kernel and report.
+
+Exit status: 0 when every program loaded, 1 when the verifier rejected some, 2 when the object
+cannot be read or nothing can be loaded on this machine (not root, no CAP_BPF...). Nothing stays
+loaded or pinned afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from pytest_ebpf.errors import EbpfError, ObjectError
+from pytest_ebpf.loader import LoadResult, load_all
+
+__all__ = ["run_verify"]
+
+
+def _depth(result: LoadResult) -> str:
+    if not result.stack_depth:
+        return "-"
+    total = sum(result.stack_depth)
+    text = "+".join(str(d) for d in result.stack_depth)
+    return text if len(result.stack_depth) == 1 else f"{text}={total}"
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+def run_verify(
+    path: str | os.PathLike[str],
+    as_json: bool = False,
+    loader: str = "auto",
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Load every program of the object at *path*, print the verdicts, unload; exit status."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    from pytest_ebpf.kernel import bpf_available
+    from pytest_ebpf.object import load_object
+
+    label = os.fspath(path)
+    try:
+        obj = load_object(path)
+    except ObjectError as exc:
+        reason = exc.reason if exc.path else str(exc)
+        err.write(f"error: {label}: {reason}\n")
+        return 2
+    ok, why = bpf_available()
+    if not ok:
+        why = why.split("; run as root", 1)[0]  # the fix is named once, below
+        err.write(
+            f"error: cannot load eBPF programs here: {why}; fix: run as root or grant CAP_BPF\n"
+        )
+        return 2
+    try:
+        with load_all(obj, loader=loader) as loaded:
+            results = list(loaded.results.values())
+            chosen, reason = loaded.loader, loaded.reason
+    except (EbpfError, OSError) as exc:
+        err.write(f"error: {label}: {exc}\n")
+        return 2
+
+    if as_json:
+        doc: dict[str, Any] = {
+            "path": label,
+            "loader": chosen,
+            "programs": [
+                {
+                    "name": r.program,
+                    "section": r.section,
+                    "loaded": r.loaded,
+                    "error": r.error,
+                    "stack_depth": list(r.stack_depth),
+                    "processed_insns": r.processed_insns,
+                    "verified_insns": r.verified_insns,
+                }
+                for r in results
+            ],
+        }
+        out.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        out.write(f"{label}: {len(results)} programs, loader {reason}\n")
+        rows = [["program", "verdict", "processed", "stack depth", "verified", "error"]]
+        for r in results:
+            rows.append([
+                r.program,
+                "loaded" if r.loaded else "REJECTED",
+                _num(r.processed_insns),
+                _depth(r),
+                _num(r.verified_insns),
+                r.error or "",
+            ])  # fmt: skip
+        if results:
+            _table(rows, out)
+        rejected = sum(not r.loaded for r in results)
+        if rejected:
+            out.write(f"{rejected} of {len(results)} programs rejected\n")
+        else:
+            out.write(f"all {len(results)} programs loaded\n")
+    return 0 if all(r.loaded for r in results) else 1

@@ -1,0 +1,486 @@
+"""Tests for pytest_ebpf.loader (+ loader_native, loader_bpftool) against the running kernel.
+
+Needs root (or CAP_BPF + CAP_SYS_ADMIN) and bpftool; CI runs as root, where nothing here skips.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import struct
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from pytest_ebpf import kernel as k
+from pytest_ebpf.btf import parse_btf
+from pytest_ebpf.kernel import BPF_MAP_TYPE, possible_cpus, prog_test_run
+from pytest_ebpf.loader import (
+    BPFFS,
+    LoadedObject,
+    bpftool_path,
+    choose_loader,
+    load_all,
+    load_program,
+    session_pin_dir,
+)
+from pytest_ebpf.model import EbpfObject
+from pytest_ebpf.object import load_object
+
+C_DIR = Path(__file__).parent / "c"
+EXAMPLE_CRATE = Path(__file__).resolve().parent.parent / "example_project" / "lock-ebpf"
+
+_AVAILABLE, _WHY = k.bpf_available()
+pytestmark = [
+    pytest.mark.skipif(
+        not _AVAILABLE, reason=f"loading eBPF programs needs root or CAP_BPF here: {_WHY}"
+    ),
+]
+needs_bpftool = pytest.mark.skipif(bpftool_path() is None, reason="bpftool is not installed")
+
+XDP_DROP, XDP_PASS = 1, 2
+LOADERS = ["native", pytest.param("bpftool", marks=needs_bpftool)]
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+def build_example() -> Path:
+    proc = subprocess.run(
+        ["cargo", "build", "--release", "--message-format=json"],
+        cwd=EXAMPLE_CRATE, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        pytest.fail(f"cargo build of {EXAMPLE_CRATE} failed:\n{proc.stderr[-4000:]}", pytrace=False)
+    for line in proc.stdout.splitlines():
+        msg = json.loads(line) if line.startswith("{") else {}
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+            return Path(msg["executable"])
+    pytest.fail("cargo build produced no executable artifact", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def example_path() -> Path:
+    return build_example()
+
+
+@pytest.fixture(scope="session")
+def example(example_path: Path) -> EbpfObject:
+    return load_object(example_path)
+
+
+def _c(compile_c, name: str) -> Path:  # type: ignore[no-untyped-def]
+    path: Path = compile_c((C_DIR / f"{name}.c").read_text(), name)
+    return path
+
+
+@pytest.fixture(scope="module")
+def globals_obj(compile_c) -> EbpfObject:  # type: ignore[no-untyped-def]
+    return load_object(_c(compile_c, "ld_globals"))
+
+
+@pytest.fixture(scope="module")
+def legacy_obj(compile_c) -> EbpfObject:  # type: ignore[no-untyped-def]
+    return load_object(_c(compile_c, "ld_legacy"))
+
+
+@pytest.fixture(scope="module")
+def reject_obj(compile_c) -> EbpfObject:  # type: ignore[no-untyped-def]
+    return load_object(_c(compile_c, "ld_reject"))
+
+
+@pytest.fixture(scope="module")
+def stack_obj(compile_c) -> EbpfObject:  # type: ignore[no-untyped-def]
+    return load_object(_c(compile_c, "ld_stack"))
+
+
+@pytest.fixture(scope="module")
+def undef_obj(compile_c) -> EbpfObject:  # type: ignore[no-untyped-def]
+    return load_object(_c(compile_c, "ld_undef"))
+
+
+def wait_unloaded(ids: Iterable[int], timeout: float = 2.0) -> set[int]:
+    """Ids of *ids* still loaded after up to *timeout* seconds (the kernel frees lazily)."""
+    wanted = set(ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = wanted & set(k.prog_ids())
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def our_pin_dirs() -> list[str]:
+    return sorted(p.name for p in BPFFS.iterdir() if p.name.startswith("pytest-ebpf-"))
+
+
+# --- packets ------------------------------------------------------------------------------------
+
+
+def ether(ethertype: int) -> bytes:
+    return bytes.fromhex("020000000001") + bytes.fromhex("020000000002") + struct.pack(
+        "!H", ethertype
+    )
+
+
+def ipv4(src: str, dst: str = "10.0.0.254") -> bytes:
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20, 0, 0, 64, 17, 0,
+        bytes(int(x) for x in src.split(".")), bytes(int(x) for x in dst.split(".")),
+    )  # fmt: skip
+    return ether(0x0800) + header
+
+
+def ipv6() -> bytes:
+    return ether(0x86DD) + bytes([0x60]) + bytes(39)
+
+
+def arp() -> bytes:
+    return ether(0x0806) + bytes(28)
+
+
+# --- the example Aya object ---------------------------------------------------------------------
+
+
+def test_example_goes_native_and_loads(example: EbpfObject) -> None:
+    loader, reason = choose_loader(example, "auto")
+    assert loader == "native"
+    assert "legacy `maps` section (Aya) that libbpf 1.0+ refuses" in reason
+    with load_all(example) as loaded:
+        assert loaded.loader == "native" and loaded.reason == reason
+        assert set(loaded.results) == {"lock", "lock_exec"}
+        for res in loaded.results.values():
+            assert res.loaded, res.error
+            assert res.error is None and res.loader == "native"
+            assert res.prog_id and res.verified_insns and res.processed_insns
+            assert res.prog_id in k.prog_ids()
+        lock = loaded.results["lock"]
+        assert len(lock.stack_depth) == 2  # lock + is_blocked
+        assert lock.section == "xdp"
+        assert "stack depth" in lock.log and "processed" in lock.log
+        exec_count = loaded.maps["EXEC_COUNT"]
+        assert exec_count.map_type == BPF_MAP_TYPE["percpu_array"]
+        assert (exec_count.key_size, exec_count.value_size, exec_count.max_entries) == (4, 8, 1)
+        per_cpu = exec_count.lookup(0)
+        assert isinstance(per_cpu, list) and len(per_cpu) == possible_cpus()
+        assert all(v == bytes(8) for v in per_cpu)
+        blocklist = loaded.maps["BLOCKLIST"]
+        assert blocklist.map_type == BPF_MAP_TYPE["hash"]
+
+
+def test_example_lock_blocks_listed_sources(example: EbpfObject) -> None:
+    with load_program(example, "lock") as loaded:
+        assert set(loaded.results) == {"lock"}
+        assert set(loaded.maps) == {"BLOCKLIST"}
+        blocklist = loaded.maps["BLOCKLIST"]
+        blocklist.update(0x0100000A, 1)  # 10.0.0.1 as the packet's bytes read natively
+        assert blocklist.lookup(bytes([10, 0, 0, 1])) == struct.pack("=I", 1)
+        fd = loaded.prog_fd("lock")
+
+        def verdict(packet: bytes) -> int:
+            return prog_test_run(fd, data_in=packet).retval
+
+        assert verdict(ipv4("10.0.0.1")) == XDP_DROP
+        assert verdict(ipv4("10.0.0.2")) == XDP_PASS
+        assert verdict(ipv6()) == XDP_PASS
+        assert verdict(arp()) == XDP_PASS
+        assert verdict(ipv4("10.0.0.1")[:20]) == XDP_PASS  # truncated IPv4 header
+        assert blocklist.delete(0x0100000A) is True
+        assert blocklist.delete(0x0100000A) is False
+        assert verdict(ipv4("10.0.0.1")) == XDP_PASS
+
+
+@needs_bpftool
+def test_example_through_bpftool_is_refused_by_libbpf(example: EbpfObject) -> None:
+    with load_all(example, loader="bpftool") as loaded:
+        for res in loaded.results.values():
+            assert not res.loaded and res.loader == "bpftool"
+            assert res.error is not None and "legacy map definitions" in res.error
+    assert our_pin_dirs() == []
+
+
+# --- C objects through both loaders -------------------------------------------------------------
+
+
+def test_globals_object_has_every_feature(globals_obj: EbpfObject) -> None:
+    assert {m.name: m.source for m in globals_obj.maps} == {"counts": "btf"}
+    assert {d.name for d in globals_obj.data_sections} >= {".data", ".rodata", ".bss"}
+    a, b = globals_obj.program("prog_a"), globals_obj.program("prog_b")
+    assert "bump" in [f.name for f in a.functions] and "bump" in [f.name for f in b.functions]
+    assert any(r.kind == "func_ptr" and r.target == "add_index" for r in b.refs)
+    assert choose_loader(globals_obj, "auto") == ("bpftool", "bpftool: libbpf can open this object")
+
+
+def _exercise(loaded: LoadedObject) -> dict[str, object]:
+    """Run both programs twice; return everything observable."""
+    skb = ipv4("10.0.0.1") + bytes(32)
+    rets = []
+    for _ in range(2):
+        rets.append(prog_test_run(loaded.prog_fd("prog_a"), data_in=skb).retval)
+        rets.append(prog_test_run(loaded.prog_fd("prog_b"), data_in=skb).retval)
+    counts = loaded.maps["counts"]
+    return {
+        "results": {n: (r.loaded, r.error, r.section) for n, r in loaded.results.items()},
+        "retvals": rets,
+        "counts": dict(sorted((bytes(key), bytes(v)) for key, v in counts.items())),  # type: ignore[arg-type]
+        "bss": loaded.maps[".bss"].lookup(0),
+        "data": loaded.maps[".data"].lookup(0),
+        "rodata": loaded.maps[".rodata"].lookup(0),
+        "maps": sorted(loaded.maps),
+    }
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_globals_load_and_run(globals_obj: EbpfObject, loader: str) -> None:
+    with load_all(globals_obj, loader=loader) as loaded:
+        assert loaded.loader == loader
+        for res in loaded.results.values():
+            assert res.loaded, res.log[-2000:]
+            assert res.loader == loader and res.verified_insns and res.prog_id
+            assert res.processed_insns and len(res.stack_depth) >= 2
+        assert len(loaded.results["prog_b"].stack_depth) == 3  # prog_b, add_index, bump
+        seen = _exercise(loaded)
+    # prog_a: data_var 5 + ro_var 7 = 12, then 19; counts[1] = 12 + 19 = 31.
+    # prog_b: 45 + bss_var (runs of prog_a: 1, then 2); counts[2] = 45 * 2 = 90.
+    assert seen["retvals"] == [12, 46, 31, 47]
+    assert seen["counts"] == {
+        struct.pack("=I", 1): struct.pack("=Q", 31),
+        struct.pack("=I", 2): struct.pack("=Q", 90),
+    }
+    assert seen["bss"] == struct.pack("=Q", 2)
+    assert seen["data"] == struct.pack("=Q", 19)
+    assert seen["rodata"] == struct.pack("=I", 7)
+
+
+@needs_bpftool
+def test_both_loaders_agree(globals_obj: EbpfObject) -> None:
+    with load_all(globals_obj, loader="native") as native:
+        a = _exercise(native)
+        native_depths = {n: r.stack_depth for n, r in native.results.items()}
+        native_verified = {n: r.verified_insns for n, r in native.results.items()}
+    with load_all(globals_obj, loader="bpftool") as bpftool:
+        b = _exercise(bpftool)
+        bpftool_depths = {n: r.stack_depth for n, r in bpftool.results.items()}
+        bpftool_verified = {n: r.verified_insns for n, r in bpftool.results.items()}
+    assert a == b
+    assert native_depths == bpftool_depths  # same function layout as libbpf
+    assert native_verified == bpftool_verified
+
+
+def test_native_log_has_source_lines(globals_obj: EbpfObject) -> None:
+    with load_all(globals_obj, loader="native", log_level=2 | 4) as loaded:
+        log = loaded.results["prog_b"].log
+        assert "; bpf_loop(10, add_index, &sum, 0); @ ld_globals" in log
+        assert not loaded.results["prog_b"].notes
+
+
+def test_legacy_c_object_goes_native(legacy_obj: EbpfObject) -> None:
+    loader, reason = choose_loader(legacy_obj, "auto")
+    assert loader == "native"
+    assert reason.startswith("native: legacy `maps` section") and "legacy_counts" in reason
+    with load_all(legacy_obj) as loaded:
+        assert loaded.results["legacy_prog"].loaded
+        fd = loaded.prog_fd("legacy_prog")
+        assert prog_test_run(fd, data_in=ipv4("10.0.0.1")).retval == 3
+        assert prog_test_run(fd, data_in=ipv4("10.0.0.1")).retval == 6
+        assert loaded.maps["legacy_counts"].lookup(0) == struct.pack("=Q", 6)
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_load_program_loads_one_program_and_its_maps(globals_obj: EbpfObject, loader: str) -> None:
+    with load_program(globals_obj, "prog_a", loader=loader) as loaded:
+        assert set(loaded.results) == {"prog_a"}
+        assert {"counts", ".bss", ".data", ".rodata"} <= set(loaded.maps)
+        with pytest.raises(LookupError, match="no program 'prog_b'"):
+            loaded.prog_fd("prog_b")
+        assert prog_test_run(loaded.prog_fd("prog_a"), data_in=ipv4("10.0.0.1")).retval == 12
+        ids = loaded.prog_ids
+        assert len(ids) == 1
+    assert not wait_unloaded(ids)
+
+
+# --- rejections ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_null_check_rejection(reject_obj: EbpfObject, loader: str) -> None:
+    with load_all(reject_obj, loader=loader) as loaded:
+        res = loaded.results["no_null_check"]
+        assert not res.loaded and res.prog_id is None and res.verified_insns is None
+        assert res.error == "R0 invalid mem access 'map_value_or_null'"
+        assert res.error in res.log
+        assert res.processed_insns is not None and res.stack_depth == (8,)
+        with pytest.raises(LookupError, match="not loaded: R0 invalid mem access"):
+            loaded.prog_fd("no_null_check")
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_combined_stack_rejection(stack_obj: EbpfObject, loader: str) -> None:
+    with load_all(stack_obj, loader=loader) as loaded:
+        res = loaded.results["deep_stack"]
+        assert not res.loaded
+        assert res.error is not None
+        assert res.error.startswith("combined stack size of 3 calls is ")
+        assert res.error.endswith("Too large")
+        assert res.error in res.log
+        assert len(res.stack_depth) == 3 and sum(res.stack_depth) > 512
+
+
+def test_undefined_call_is_not_loaded(undef_obj: EbpfObject) -> None:
+    with load_all(undef_obj, loader="native") as loaded:
+        res = loaded.results["calls_extern"]
+        assert not res.loaded and res.log == ""
+        assert res.error is not None
+        assert res.error.startswith("undefined call to not_defined_anywhere")
+
+
+# --- maps ---------------------------------------------------------------------------------------
+
+
+class Key(ctypes.Structure):
+    _fields_ = [("k", ctypes.c_uint32)]
+
+
+def test_map_handle_conversions(globals_obj: EbpfObject) -> None:
+    with load_all(globals_obj, loader="native") as loaded:
+        counts = loaded.maps["counts"]
+        counts.update(Key(7), 70)
+        counts.update(struct.pack("=I", 8), struct.pack("=Q", 80))
+        assert counts.lookup(7) == struct.pack("=Q", 70)
+        assert counts[Key(8)] == struct.pack("=Q", 80)
+        assert sorted(counts.keys()) == [struct.pack("=I", 7), struct.pack("=I", 8)]
+        assert counts.lookup(9) is None
+        with pytest.raises(KeyError):
+            counts[9]
+        with pytest.raises(ValueError, match="is 2 bytes; this map needs 4"):
+            counts.lookup(b"ab")
+        with pytest.raises(TypeError):
+            counts.lookup("7")  # type: ignore[arg-type]
+        assert loaded.map_fd("counts") == counts.fd.fileno()
+
+
+def test_percpu_values(example: EbpfObject) -> None:
+    with load_program(example, "lock_exec") as loaded:
+        m = loaded.maps["EXEC_COUNT"]
+        m.update(0, 5)
+        assert m.lookup(0) == [struct.pack("=Q", 5)] * possible_cpus()
+        values = [struct.pack("=Q", i) for i in range(possible_cpus())]
+        m.update(0, values)
+        assert m.lookup(0) == values
+
+
+# --- cleanup ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_nothing_left_after_close(globals_obj: EbpfObject, loader: str) -> None:
+    loaded = load_all(globals_obj, loader=loader)
+    ids = loaded.prog_ids
+    assert len(ids) == 2 and set(ids) <= set(k.prog_ids())
+    loaded.close()
+    loaded.close()  # idempotent
+    assert not wait_unloaded(ids)
+    assert our_pin_dirs() == []
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_nothing_left_after_exception(globals_obj: EbpfObject, loader: str) -> None:
+    ids: tuple[int, ...] = ()
+    with pytest.raises(RuntimeError, match="boom"), load_all(globals_obj, loader=loader) as lo:
+        ids = lo.prog_ids
+        assert len(ids) == 2
+        raise RuntimeError("boom")
+    assert not wait_unloaded(ids)
+    assert our_pin_dirs() == []
+
+
+def test_bpftool_pins_live_in_a_private_directory(globals_obj: EbpfObject) -> None:
+    if bpftool_path() is None:
+        pytest.skip("bpftool is not installed")
+    with load_all(globals_obj, loader="bpftool"):
+        root = session_pin_dir()
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        assert root.name == f"pytest-ebpf-{os.getpid()}-{worker}"
+        pins = sorted(p.name for p in root.rglob("*") if p.is_file())
+        assert {"prog_a", "prog_b", "counts"} <= set(pins)
+    assert not root.exists()
+
+
+def test_native_pin_dir(globals_obj: EbpfObject, tmp_path: Path) -> None:
+    pin_dir = session_pin_dir() / "explicit"
+    with load_all(globals_obj, loader="native", pin_dir=pin_dir) as loaded:
+        assert (pin_dir / "prog_a").exists() and (pin_dir / "maps" / "counts").exists()
+        assert (pin_dir / "maps" / "_bss").exists()
+        fd = k.obj_get(pin_dir / "prog_a")
+        assert k.prog_info(fd).id == loaded.results["prog_a"].prog_id
+        fd.close()
+    assert not pin_dir.exists()
+    assert our_pin_dirs() == []
+
+
+# --- Aya-style BTF maps and BTF fix-ups ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wrapped_obj(compile_c) -> EbpfObject:  # type: ignore[no-untyped-def]
+    return load_object(_c(compile_c, "ld_wrapped"))
+
+
+def test_aya_style_btf_maps_go_native(wrapped_obj: EbpfObject) -> None:
+    loader, reason = choose_loader(wrapped_obj, "auto")
+    assert (loader, reason) == (
+        "native", "native: Aya-style BTF map definitions that libbpf refuses (WRAPPED)"
+    )  # fmt: skip
+    with load_all(wrapped_obj) as loaded:
+        assert loaded.results["wrapped_prog"].loaded
+        fd = loaded.prog_fd("wrapped_prog")
+        assert prog_test_run(fd, data_in=ipv4("10.0.0.1")).retval == 1
+        assert loaded.maps["WRAPPED"].lookup(1) == struct.pack("=Q", 1)
+
+
+@needs_bpftool
+def test_aya_style_btf_maps_refused_by_libbpf(wrapped_obj: EbpfObject) -> None:
+    with load_all(wrapped_obj, loader="bpftool") as loaded:
+        res = loaded.results["wrapped_prog"]
+        assert not res.loaded
+        assert res.error == "libbpf: map 'WRAPPED': unknown field '__0'."
+
+
+def test_fix_btf_makes_object_btf_loadable(globals_obj: EbpfObject) -> None:
+    from pytest_ebpf.elf import read_elf
+    from pytest_ebpf.loader_native import fix_btf
+
+    assert globals_obj.path is not None
+    image = read_elf(globals_obj.path)
+    sec = image.section(".BTF")
+    assert sec is not None
+    with pytest.raises(k.KernelError, match="size == 0"):  # DATASEC sizes left to the loader
+        k.btf_load(sec.data)
+    fixed, notes = fix_btf(sec.data, image)
+    assert notes == []
+    k.btf_load(fixed).close()
+    data = parse_btf(fixed, "little").find(".data", "datasec")
+    assert data is not None and data.size == 8
+
+
+def test_refused_btf_falls_back_to_loading_without(
+    globals_obj: EbpfObject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytest_ebpf.loader_native as native
+
+    def refuse(blob: bytes, log_level: int = 1) -> k.Fd:
+        raise k.KernelError("BPF_BTF_LOAD", 22, "[1] PTR (anon) type_id=3\nInvalid name\n")
+
+    monkeypatch.setattr(native, "btf_load", refuse)
+    with load_all(globals_obj, loader="native") as loaded:
+        for res in loaded.results.values():
+            assert any("refused the object's BTF (Invalid name)" in n for n in res.notes)
+        assert loaded.results["prog_a"].loaded
+        assert k.prog_info(loaded.prog_fd("prog_a")).btf_id == 0
+        # The kernel insists on BTF func_info for programs with callbacks (bpf_loop).
+        prog_b = loaded.results["prog_b"]
+        assert not prog_b.loaded and prog_b.error == "missing btf func_info"
