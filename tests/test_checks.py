@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -27,9 +28,6 @@ from pytest_ebpf.model import EbpfObject
 from pytest_ebpf.object import load_object
 
 C_DIR = Path(__file__).parent / "c"
-LOCK = Path(__file__).resolve().parent.parent / (
-    "example_project/target/bpfel-unknown-none/release/lock"
-)
 
 
 def _obj(compile_c, name: str, *flags: str) -> EbpfObject:  # type: ignore[no-untyped-def]
@@ -124,10 +122,8 @@ def test_clean_objects_have_no_findings(checks_obj: EbpfObject) -> None:
     assert kfuncs_used(prog) == ()
 
 
-def test_rust_example() -> None:
-    if not LOCK.exists():
-        pytest.skip("example object not built")
-    obj = load_object(LOCK)
+def test_rust_example(example_object: Callable[[str], Path]) -> None:
+    obj = load_object(example_object("bpfel-unknown-none"))
     lock = obj.program("lock")
     assert callees(lock) == ("is_blocked",)
     assert helpers_used(lock) == (1,)

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -16,7 +17,6 @@ from pytest_ebpf.inspect_cmd import run_inspect
 
 C_DIR = Path(__file__).parent / "c"
 ROOT = Path(__file__).resolve().parent.parent
-LOCK = ROOT / "example_project/target/bpfel-unknown-none/release/lock"
 CONSOLE = ROOT / ".venv/bin/pytest-ebpf"
 
 
@@ -49,10 +49,8 @@ def _objdump_counts(path: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def lock_obj() -> Path:
-    if not LOCK.exists():
-        pytest.skip("example object not built")
-    return LOCK
+def lock_obj(example_object: Callable[[str], Path]) -> Path:
+    return example_object("bpfel-unknown-none")
 
 
 def test_json_on_rust_example(lock_obj: Path) -> None:
@@ -123,8 +121,7 @@ def test_table_mentions_every_program(compile_c) -> None:  # type: ignore[no-unt
 
 
 def test_console_script(lock_obj: Path) -> None:
-    if not CONSOLE.exists():
-        pytest.skip("console script not installed")
+    assert CONSOLE.exists(), f"{CONSOLE} missing: run scripts/setup.sh (pip install -e .)"
     proc = subprocess.run([str(CONSOLE), "inspect", str(lock_obj)], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0, proc.stderr

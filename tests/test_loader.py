@@ -6,13 +6,12 @@ Needs root (or CAP_BPF + CAP_SYS_ADMIN) and bpftool; CI runs as root, where noth
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import struct
-import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -32,7 +31,6 @@ from pytest_ebpf.model import EbpfObject
 from pytest_ebpf.object import load_object
 
 C_DIR = Path(__file__).parent / "c"
-EXAMPLE_CRATE = Path(__file__).resolve().parent.parent / "example_project" / "lock-ebpf"
 
 _AVAILABLE, _WHY = k.bpf_available()
 pytestmark = [
@@ -49,23 +47,9 @@ LOADERS = ["native", pytest.param("bpftool", marks=needs_bpftool)]
 # --- fixtures -----------------------------------------------------------------------------------
 
 
-def build_example() -> Path:
-    proc = subprocess.run(
-        ["cargo", "build", "--release", "--message-format=json"],
-        cwd=EXAMPLE_CRATE, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        pytest.fail(f"cargo build of {EXAMPLE_CRATE} failed:\n{proc.stderr[-4000:]}", pytrace=False)
-    for line in proc.stdout.splitlines():
-        msg = json.loads(line) if line.startswith("{") else {}
-        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
-            return Path(msg["executable"])
-    pytest.fail("cargo build produced no executable artifact", pytrace=False)
-
-
 @pytest.fixture(scope="session")
-def example_path() -> Path:
-    return build_example()
+def example_path(example_object: Callable[[str], Path]) -> Path:
+    return example_object("bpfel-unknown-none")
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +99,9 @@ def wait_unloaded(ids: Iterable[int], timeout: float = 2.0) -> set[int]:
 
 
 def our_pin_dirs() -> list[str]:
-    return sorted(p.name for p in BPFFS.iterdir() if p.name.startswith("pytest-ebpf-"))
+    """This process's pin directories (other xdist workers have theirs alive meanwhile)."""
+    mine = f"pytest-ebpf-{os.getpid()}-"
+    return sorted(p.name for p in BPFFS.iterdir() if p.name.startswith(mine))
 
 
 # --- packets ------------------------------------------------------------------------------------

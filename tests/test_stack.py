@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -54,27 +54,8 @@ def big_obj(compile_c) -> tuple[Path, EbpfObject]:  # type: ignore[no-untyped-de
 
 
 @pytest.fixture(scope="session")
-def example_object() -> Path:
-    crate = EXAMPLE / "lock-ebpf"
-    proc = subprocess.run(
-        ["cargo", "build", "--release", "--message-format=json"],
-        cwd=crate,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"cargo build failed:\n{proc.stderr[-3000:]}", pytrace=False)
-    import json
-
-    for line in proc.stdout.splitlines():
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
-            return Path(msg["executable"])
-    pytest.fail("cargo build produced no executable artifact", pytrace=False)
+def lock_path(example_object: Callable[[str], Path]) -> Path:
+    return example_object("bpfel-unknown-none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,8 +194,8 @@ def test_single_frame_over_512(big_obj: tuple[Path, EbpfObject]) -> None:
         assert "-600" in out.log or "600" in out.log
 
 
-def test_frames_match_disassembly_of_rust_example(example_object: Path) -> None:
-    obj = load_object(example_object)
+def test_frames_match_disassembly_of_rust_example(lock_path: Path) -> None:
+    obj = load_object(lock_path)
     lock = program_stack(obj, obj.program("lock"))
     # `is_blocked` spills the u32 key at r10-4 for bpf_map_lookup_elem; `lock` uses no stack.
     assert lock.frames == {"lock": 0, "is_blocked": 8}

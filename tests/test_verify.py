@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Callable
 
 import elftools
 import pytest
@@ -26,7 +27,6 @@ from pytest_ebpf.verify_cmd import run_verify
 
 C_DIR = Path(__file__).parent / "c"
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE_CRATE = REPO / "example_project" / "lock-ebpf"
 
 _AVAILABLE, _WHY = k.bpf_available()
 pytestmark = pytest.mark.skipif(
@@ -37,20 +37,6 @@ SCRIPT = (
     "from pytest_ebpf.verify_cmd import run_verify; import sys; "
     "sys.exit(run_verify(sys.argv[1], as_json=True))"
 )
-
-
-def build_example() -> Path:
-    proc = subprocess.run(
-        ["cargo", "build", "--release", "--message-format=json"],
-        cwd=EXAMPLE_CRATE, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        pytest.fail(f"cargo build of {EXAMPLE_CRATE} failed:\n{proc.stderr[-4000:]}", pytrace=False)
-    for line in proc.stdout.splitlines():
-        msg = json.loads(line) if line.startswith("{") else {}
-        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
-            return Path(msg["executable"])
-    pytest.fail("cargo build produced no executable artifact", pytrace=False)
 
 
 def wait_unloaded(ids: Iterable[int], timeout: float = 2.0) -> set[int]:
@@ -74,9 +60,9 @@ def public_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def example_obj(public_dir: Path) -> Path:
+def example_obj(public_dir: Path, example_object: Callable[[str], Path]) -> Path:
     dest = public_dir / "lock.o"
-    shutil.copyfile(build_example(), dest)
+    shutil.copyfile(example_object("bpfel-unknown-none"), dest)
     dest.chmod(0o644)
     return dest
 
@@ -119,7 +105,7 @@ def test_example_object_verifies(example_obj: Path) -> None:
         assert p["processed_insns"] > 0 and p["verified_insns"] > 0
     assert len(progs["lock"]["stack_depth"]) == 2
     assert not wait_unloaded(set(k.prog_ids()) - before)
-    assert not [p for p in BPFFS.iterdir() if p.name.startswith("pytest-ebpf-")]
+    assert not leftover_pins()
 
 
 def test_rejected_object_exits_1(rejected_obj: Path) -> None:
@@ -131,7 +117,7 @@ def test_rejected_object_exits_1(rejected_obj: Path) -> None:
     assert prog["name"] == "no_null_check" and prog["loaded"] is False
     assert prog["error"] == "R0 invalid mem access 'map_value_or_null'"
     assert prog["verified_insns"] is None
-    assert not [p for p in BPFFS.iterdir() if p.name.startswith("pytest-ebpf-")]
+    assert not leftover_pins()
 
 
 def test_corrupt_object_exits_2(corrupt_obj: Path) -> None:
@@ -183,3 +169,9 @@ def test_unprivileged_exits_2(example_obj: Path) -> None:
     assert lines[0].startswith("error: cannot load eBPF programs here: ")
     assert lines[0].endswith("; fix: run as root or grant CAP_BPF")
     assert "EPERM" in lines[0]
+
+
+def leftover_pins() -> list[Path]:
+    """Pin directories of processes that have exited (live xdist workers keep theirs)."""
+    return [p for p in BPFFS.glob("pytest-ebpf-*")
+            if not Path(f"/proc/{p.name.split('-')[2]}").exists()]
