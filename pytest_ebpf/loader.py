@@ -273,9 +273,30 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+PIN_PREFIX = "pytest-ebpf-"
+
+
 def session_pin_dir() -> Path:
     """``/sys/fs/bpf/pytest-ebpf-<pid>-<xdist worker>``: this process's private pin root."""
-    return BPFFS / f"pytest-ebpf-{os.getpid()}-{_worker()}"
+    return BPFFS / f"{PIN_PREFIX}{os.getpid()}-{_worker()}"
+
+
+def stale_pin_dirs() -> list[Path]:
+    """Pin roots of processes that have exited (a crash, SIGKILL): nobody will remove them."""
+    if not BPFFS.is_dir():
+        return []
+    stale = []
+    for entry in BPFFS.glob(f"{PIN_PREFIX}*"):
+        pid = entry.name[len(PIN_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            stale.append(entry)
+    return sorted(stale)
+
+
+def remove_stale_pin_dirs() -> None:
+    """Remove what :func:`stale_pin_dirs` finds."""
+    for entry in stale_pin_dirs():
+        _remove_tree(entry)
 
 
 def ensure_bpffs() -> None:

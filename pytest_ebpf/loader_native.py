@@ -52,7 +52,7 @@ from pytest_ebpf.kernel import (
 )
 from pytest_ebpf.kernel_abi import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 from pytest_ebpf.loader import LoadedObject, LoadResult, MapHandle
-from pytest_ebpf.model import DataSection, EbpfObject, Function, Map, Program
+from pytest_ebpf.model import DataSection, EbpfObject, Function, Map, Program, Reference
 
 __all__ = ["LinkedProgram", "fix_btf", "link_program", "load_native"]
 
@@ -239,6 +239,12 @@ def _encode(func: Function) -> list[list[int]]:
     return slots
 
 
+def _func_ptr_target(prog: Program, ref: Reference) -> Function | None:
+    """The function of *prog* a ``func_ptr`` reference (``ld_imm64`` of a code address) names."""
+    return next((g for g in prog.functions
+                 if g.section == ref.target_section and g.name == ref.target), None)
+
+
 def _containing(prog: Program, section: str | None, slot: int | None) -> Function | None:
     if section is None or slot is None:
         return None
@@ -266,11 +272,7 @@ def layout(prog: Program) -> list[Function]:
                     targets.append((call.insn.index, callee))
         for ref in f.refs:
             if ref.kind == "func_ptr":
-                callee = next(
-                    (g for g in prog.functions
-                     if g.section == ref.target_section and g.name == ref.target),
-                    None,
-                )  # fmt: skip
+                callee = _func_ptr_target(prog, ref)
                 if callee is not None:
                     targets.append((ref.insn_index, callee))
         for _, callee in sorted(targets, key=lambda t: t[0]):
@@ -327,11 +329,7 @@ def link_program(prog: Program, extras: _Extras | None = None) -> LinkedProgram:
                     )
                 data_slots.append((pos, ref.target, ref.addend))
             elif ref.kind == "func_ptr":
-                callee = next(
-                    (g for g in prog.functions
-                     if g.section == ref.target_section and g.name == ref.target),
-                    None,
-                )  # fmt: skip
+                callee = _func_ptr_target(prog, ref)
                 if callee is None:
                     raise _LinkError(f"pointer to unknown function {ref.target} ({where})")
                 target = starts[callee.key] + ref.addend // _INSN

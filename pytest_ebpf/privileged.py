@@ -9,13 +9,10 @@ crashed earlier runs) at the next start.
 from __future__ import annotations
 
 import atexit
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
@@ -24,8 +21,6 @@ if TYPE_CHECKING:
     from pytest_ebpf.kernel import TestRunResult
     from pytest_ebpf.loader import LoadedObject, LoadResult
 
-BPFFS = Path("/sys/fs/bpf")
-PIN_PREFIX = "pytest-ebpf-"
 LOADER_KEY = pytest.StashKey[str]()
 MODES = ("auto", "require", "no")
 LOADERS = ("auto", "bpftool", "native")
@@ -39,52 +34,23 @@ class Gate:
     reason: str
 
 
-def _bpffs_mounted() -> bool:
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return False
-    return any(line.split()[1:3] == [str(BPFFS), "bpf"] for line in mounts)
-
-
 def check_gate(loader: str) -> Gate:
     """Root/CAP_BPF, a working bpf(), bpffs (mounted when root and missing), bpftool."""
     from pytest_ebpf.kernel import bpf_available
+    from pytest_ebpf.loader import BPFFS, LoaderError, ensure_bpffs
 
     ok, why = bpf_available()
     if not ok:
         fix = "" if "run as root" in why else " (fix: run as root or grant CAP_BPF)"
         return Gate(False, f"cannot load eBPF programs: {why}{fix}")
-    if not _bpffs_mounted():
-        if os.geteuid() == 0:
-            BPFFS.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run(["mount", "-t", "bpf", "bpf", str(BPFFS)],
-                                  capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                return Gate(False, f"bpffs is not mounted and `mount -t bpf bpf {BPFFS}` "
-                                   f"failed: {proc.stderr.strip()}")
-        else:
-            return Gate(False, f"bpffs is not mounted at {BPFFS} (fix: mount -t bpf bpf "
-                               f"{BPFFS})")
+    try:
+        ensure_bpffs()
+    except LoaderError as exc:
+        return Gate(False, f"{exc} (fix: mount -t bpf bpf {BPFFS} as root)")
     if loader == "bpftool" and shutil.which("bpftool") is None:
         return Gate(False, "--ebpf-loader=bpftool but bpftool is not on PATH (fix: apt-get "
                            "install bpftool, or --ebpf-loader=native)")
     return Gate(True, "")
-
-
-def remove_stale_pins() -> None:
-    """Remove pin directories of earlier runs whose process is gone (a crash, SIGKILL)."""
-    if not BPFFS.is_dir():
-        return
-    for entry in BPFFS.glob(f"{PIN_PREFIX}*"):
-        match = re.match(rf"{PIN_PREFIX}(\d+)", entry.name)
-        if match and not Path(f"/proc/{match.group(1)}").exists():
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def pin_dir(config: pytest.Config) -> Path:
-    worker = getattr(config, "workerinput", {}).get("workerid", "main")
-    return BPFFS / f"{PIN_PREFIX}{os.getpid()}-{worker}"
 
 
 def _mode(config: pytest.Config) -> str:
@@ -140,11 +106,11 @@ def ebpf_loaded(pytestconfig: pytest.Config, ebpf_object: Any) -> Iterator[Loade
     """Every program of the built object, loaded once per session (per xdist worker) with
     ``--ebpf-loader``; unloaded and unpinned at the end. Rejected programs are in
     ``.results`` with the verifier's log."""
-    from pytest_ebpf.loader import load_all
+    from pytest_ebpf.loader import load_all, remove_stale_pin_dirs, session_pin_dir
 
     enforce(pytestconfig)
-    remove_stale_pins()
-    pins = pin_dir(pytestconfig)
+    remove_stale_pin_dirs()
+    pins = session_pin_dir()
     atexit.register(shutil.rmtree, pins, True)
     loaded = load_all(ebpf_object, loader=_loader(pytestconfig), pin_dir=pins)
     verdicts = ", ".join(f"{r.program} {'loaded' if r.loaded else 'REJECTED'}"

@@ -8,12 +8,11 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
-import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Callable
 
 import pytest
+from kernel_wait import wait_unloaded
 
 from pytest_ebpf import kernel as k
 from pytest_ebpf.btf import parse_btf
@@ -87,15 +86,6 @@ def undef_obj(compile_c) -> EbpfObject:  # type: ignore[no-untyped-def]
     return load_object(_c(compile_c, "ld_undef"))
 
 
-def wait_unloaded(ids: Iterable[int], timeout: float = 2.0) -> set[int]:
-    """Ids of *ids* still loaded after up to *timeout* seconds (the kernel frees lazily)."""
-    wanted = set(ids)
-    deadline = time.monotonic() + timeout
-    while True:
-        left = wanted & set(k.prog_ids())
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
 
 
 def our_pin_dirs() -> list[str]:

@@ -7,16 +7,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
+from kernel_wait import wait_unloaded
 
-from pytest_ebpf.kernel import prog_ids
+from pytest_ebpf.loader import stale_pin_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
-BPFFS = Path("/sys/fs/bpf")
 
 pytestmark = [pytest.mark.slow, pytest.mark.ebpf_privileged]
 
@@ -38,21 +37,6 @@ def test_interrupt(ebpf_loaded):
 """
 
 
-def _leftovers() -> list[Path]:
-    """Pin directories of processes that have exited (live xdist workers keep theirs)."""
-    return [p for p in BPFFS.glob("pytest-ebpf-*")
-            if not Path(f"/proc/{p.name.split('-')[2]}").exists()]
-
-
-def _wait_gone(ids: set[int]) -> set[int]:
-    deadline = time.monotonic() + 3
-    alive = ids & set(prog_ids())
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = ids & set(prog_ids())
-    return alive
-
-
 @pytest.mark.parametrize("interrupt", [False, True], ids=["failing-test", "ctrl-c"])
 def test_nothing_left_behind(pytester: pytest.Pytester,
                              example_object: Callable[[str], Path], interrupt: bool) -> None:
@@ -72,8 +56,8 @@ def test_nothing_left_behind(pytester: pytest.Pytester,
         assert "1 failed" in out and "2 passed" in out
     ids = {int(x) for x in (pytester.path / "ids.txt").read_text().split()}
     assert ids, out
-    assert not _wait_gone(ids), "programs still loaded after the session"
-    assert not _leftovers(), "pin directories left in /sys/fs/bpf"
+    assert not wait_unloaded(ids, timeout=3.0), "programs still loaded after the session"
+    assert not stale_pin_dirs(), "pin directories left in /sys/fs/bpf"
 
 
 def test_rejected_program_fails_with_the_verifier_reason(pytester: pytest.Pytester,

@@ -13,16 +13,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import elftools
 import pytest
+from kernel_wait import wait_unloaded
 
 from pytest_ebpf import kernel as k
-from pytest_ebpf.loader import BPFFS
+from pytest_ebpf.loader import stale_pin_dirs
 from pytest_ebpf.verify_cmd import run_verify
 
 C_DIR = Path(__file__).parent / "c"
@@ -39,15 +39,6 @@ SCRIPT = (
 )
 
 
-def wait_unloaded(ids: Iterable[int], timeout: float = 2.0) -> set[int]:
-    """Ids of *ids* still loaded after up to *timeout* seconds (the kernel frees lazily)."""
-    wanted = set(ids)
-    deadline = time.monotonic() + timeout
-    while True:
-        left = wanted & set(k.prog_ids())
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +96,7 @@ def test_example_object_verifies(example_obj: Path) -> None:
         assert p["processed_insns"] > 0 and p["verified_insns"] > 0
     assert len(progs["lock"]["stack_depth"]) == 2
     assert not wait_unloaded(set(k.prog_ids()) - before)
-    assert not leftover_pins()
+    assert not stale_pin_dirs()
 
 
 def test_rejected_object_exits_1(rejected_obj: Path) -> None:
@@ -117,7 +108,7 @@ def test_rejected_object_exits_1(rejected_obj: Path) -> None:
     assert prog["name"] == "no_null_check" and prog["loaded"] is False
     assert prog["error"] == "R0 invalid mem access 'map_value_or_null'"
     assert prog["verified_insns"] is None
-    assert not leftover_pins()
+    assert not stale_pin_dirs()
 
 
 def test_corrupt_object_exits_2(corrupt_obj: Path) -> None:
@@ -169,9 +160,3 @@ def test_unprivileged_exits_2(example_obj: Path) -> None:
     assert lines[0].startswith("error: cannot load eBPF programs here: ")
     assert lines[0].endswith("; fix: run as root or grant CAP_BPF")
     assert "EPERM" in lines[0]
-
-
-def leftover_pins() -> list[Path]:
-    """Pin directories of processes that have exited (live xdist workers keep theirs)."""
-    return [p for p in BPFFS.glob("pytest-ebpf-*")
-            if not Path(f"/proc/{p.name.split('-')[2]}").exists()]
