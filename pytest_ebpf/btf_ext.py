@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, NamedTuple, TypeVar
@@ -180,17 +180,18 @@ def _parse_header(data: bytes, byteorder: str) -> tuple[str, BtfExtHeader]:
     return prefix, header
 
 
-def _parse_block(
-    data: bytes,
-    prefix: str,
-    block: _Block,
-    record_format: str,
-    btf: Btf,
-    make: Callable[[tuple[int, ...]], _R],
-) -> Mapping[str, tuple[_R, ...]]:
-    """Parse one info block of ``data`` (the bytes after the header)."""
-    if block.length == 0:
-        return MappingProxyType({})
+class _Span(NamedTuple):
+    """``count`` records of ``rec_size`` bytes from ``pos`` in a block, for one ELF section."""
+
+    pos: int
+    count: int
+
+
+def _scan_block(
+    data: bytes, prefix: str, block: _Block, record_format: str, btf: Btf
+) -> tuple[bytes, int, dict[str, list[_Span]]]:
+    """Check one info block of ``data`` (the bytes after the header) and find its records: the
+    block's bytes, its record size and the record spans of every ELF section."""
     what = f"BTF.ext {block.name}"
     if block.off % 4:
         raise ObjectError(f"{what} offset {block.off} is not 4-byte aligned")
@@ -202,12 +203,12 @@ def _parse_block(
     blob = data[block.off : block.off + block.length]
     if len(blob) < 4:
         raise ObjectError(f"{what} too short for its record size")
-    record = struct.Struct(prefix + record_format)
+    minimum = struct.calcsize(prefix + record_format)
     sec_header = struct.Struct(prefix + _SEC_HEADER_FORMAT)
     (rec_size,) = struct.unpack_from(prefix + "I", blob, 0)
-    if rec_size < record.size or rec_size % 4:
-        raise ObjectError(f"{what}: bad record size {rec_size} (minimum {record.size})")
-    result: dict[str, list[_R]] = {}
+    if rec_size < minimum or rec_size % 4:
+        raise ObjectError(f"{what}: bad record size {rec_size} (minimum {minimum})")
+    spans: dict[str, list[_Span]] = {}
     pos = 4
     while pos < len(blob):
         if pos + _SEC_HEADER_SIZE > len(blob):
@@ -220,11 +221,110 @@ def _parse_block(
                 f"{what}: section {section!r} has {count} records of {rec_size} bytes, "
                 f"past the end of the block"
             )
-        records = result.setdefault(section, [])
-        for _ in range(count):
-            records.append(make(record.unpack_from(blob, pos)))
-            pos += rec_size
-    return MappingProxyType({name: tuple(recs) for name, recs in result.items()})
+        spans.setdefault(section, []).append(_Span(pos, count))
+        pos += count * rec_size
+    return blob, rec_size, spans
+
+
+def _records(
+    blob: bytes, prefix: str, rec_size: int, record_format: str, spans: list[_Span]
+) -> Iterator[tuple[int, ...]]:
+    """The raw records of ``spans``, in order."""
+    record = struct.Struct(prefix + record_format)
+    for span in spans:
+        if rec_size == record.size:
+            yield from record.iter_unpack(blob[span.pos : span.pos + span.count * rec_size])
+        else:  # longer records than this reader knows: skip their tails
+            for k in range(span.count):
+                yield record.unpack_from(blob, span.pos + k * rec_size)
+
+
+def _parse_block(
+    data: bytes,
+    prefix: str,
+    block: _Block,
+    record_format: str,
+    btf: Btf,
+    make: Callable[[tuple[int, ...]], _R],
+) -> Mapping[str, tuple[_R, ...]]:
+    """Parse one info block of ``data`` (the bytes after the header), every record now."""
+    if block.length == 0:
+        return MappingProxyType({})
+    blob, rec_size, spans = _scan_block(data, prefix, block, record_format, btf)
+    return MappingProxyType(
+        {
+            name: tuple(make(r) for r in _records(blob, prefix, rec_size, record_format, sp))
+            for name, sp in spans.items()
+        }
+    )
+
+
+class _LazyLines(Mapping[str, "tuple[LineInfo, ...]"]):
+    """line_info by ELF section, each section's records built on first access.
+
+    Line info is the biggest part of an object's ``.BTF.ext`` (about one record per two
+    instructions) and only failure messages read it, so :func:`parse_btf_ext` checks it
+    completely (layout and every string offset) but builds the :class:`LineInfo` records of a
+    section only when asked for them.
+    """
+
+    def __init__(
+        self, blob: bytes, prefix: str, rec_size: int, spans: dict[str, list[_Span]], btf: Btf
+    ) -> None:
+        self._blob = blob
+        self._prefix = prefix
+        self._rec_size = rec_size
+        self._spans = spans
+        self._btf = btf
+        self._built: dict[str, tuple[LineInfo, ...]] = {}
+
+    def raw(self, section: str) -> Iterator[tuple[int, ...]]:
+        """The undecoded records of *section*: ``(insn_off, file_name_off, line_off,
+        line_col)``."""
+        return _records(
+            self._blob, self._prefix, self._rec_size, _LINE_INFO_FORMAT,
+            self._spans.get(section, []),
+        )
+
+    def check(self) -> None:
+        """Raise ObjectError when a record names a string the string section does not hold."""
+        files: set[int] = set()
+        lines: set[int] = set()
+        for section in self._spans:
+            for r in self.raw(section):
+                files.add(r[1])
+                lines.add(r[2])
+        for off in sorted(files):
+            _string(self._btf, off, "BTF.ext line_info file name")
+        for off in sorted(lines):
+            _string(self._btf, off, "BTF.ext line_info line")
+
+    def __getitem__(self, section: str) -> tuple[LineInfo, ...]:
+        found = self._built.get(section)
+        if found is None:
+            if section not in self._spans:
+                raise KeyError(section)
+            strings: dict[int, str] = {}
+            btf = self._btf
+
+            def text(off: int) -> str:
+                value = strings.get(off)
+                if value is None:
+                    value = strings[off] = btf.string(off)
+                return value
+
+            found = tuple(
+                LineInfo(r[0], text(r[1]), text(r[2]), r[3] >> 10, r[3] & 0x3FF)
+                for r in self.raw(section)
+            )
+            self._built[section] = found
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._spans)
+
+    def __len__(self) -> int:
+        return len(self._spans)
 
 
 def _string(btf: Btf, offset: int, what: str) -> str:
@@ -255,15 +355,6 @@ def parse_btf_ext(data: bytes, byteorder: str, btf: Btf) -> BtfExt:
     def make_func(r: tuple[int, ...]) -> FuncInfo:
         return FuncInfo(insn_off=r[0], type_id=r[1], name=func_type(r[1], "func_info"))
 
-    def make_line(r: tuple[int, ...]) -> LineInfo:
-        return LineInfo(
-            insn_off=r[0],
-            file_name=_string(btf, r[1], "BTF.ext line_info file name"),
-            line=_string(btf, r[2], "BTF.ext line_info line"),
-            line_num=r[3] >> 10,
-            col=r[3] & 0x3FF,
-        )
-
     def make_core(r: tuple[int, ...]) -> CoreRelo:
         insn_off, type_id, access_off, kind_num = r
         if not 0 <= type_id < len(btf.types):
@@ -282,14 +373,18 @@ def parse_btf_ext(data: bytes, byteorder: str, btf: Btf) -> BtfExt:
         btf,
         make_func,
     )
-    line_info = _parse_block(
-        body,
-        prefix,
-        _Block("line_info", header.line_info_off, header.line_info_len),
-        _LINE_INFO_FORMAT,
-        btf,
-        make_line,
-    )
+    line_info: Mapping[str, tuple[LineInfo, ...]] = MappingProxyType({})
+    if header.line_info_len:
+        blob, rec_size, spans = _scan_block(
+            body,
+            prefix,
+            _Block("line_info", header.line_info_off, header.line_info_len),
+            _LINE_INFO_FORMAT,
+            btf,
+        )
+        lines = _LazyLines(blob, prefix, rec_size, spans, btf)
+        lines.check()
+        line_info = lines
     core_relos = _parse_block(
         body,
         prefix,

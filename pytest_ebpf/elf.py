@@ -16,9 +16,8 @@ from __future__ import annotations
 import io
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Literal
 
 from pytest_ebpf.errors import ObjectError
@@ -177,8 +176,9 @@ class ElfImage:
     symbols: tuple[ElfSymbol, ...]
     """The symbol table, indexed by symbol index (``symbols[0]`` is the null symbol); empty when
     the object has no ``.symtab``."""
-    relocations: Mapping[int, tuple[ElfReloc, ...]] = field(repr=False)
-    """Relocations by the index of the section they apply to, in file order."""
+    relocations: Mapping[int, tuple[ElfReloc, ...]] = field(repr=False, compare=False)
+    """Relocations by the index of the section they apply to, in file order (decoded on first
+    access to a section's entries; a corrupt entry raises :class:`ObjectError` then)."""
 
     def section(self, name: str) -> ElfSection | None:
         """The first section called *name*, or None."""
@@ -307,7 +307,7 @@ def _parse(data: bytes, label: str | None) -> ElfImage:
     if symtabs:
         symbols = _read_symbols(symtabs[0], sections, end, label)
 
-    relocations: dict[int, list[ElfReloc]] = {}
+    sources: dict[int, list[ElfSection]] = {}
     for sec in sections:
         kind = _type_number_from_name(sec.type)
         if kind not in (_SHT_REL, _SHT_RELA):
@@ -325,10 +325,15 @@ def _parse(data: bytes, label: str | None) -> ElfImage:
                 "symbol table",
                 label,
             )
-        relocs = _read_relocs(sec, kind == _SHT_RELA, end, len(symbols), label)
-        relocations.setdefault(target, []).extend(relocs)
+        entsize = 24 if kind == _SHT_RELA else 16
+        if len(sec.data) % entsize:
+            raise ObjectError(
+                f"relocation section {sec.name!r} size {len(sec.data)} is not a multiple of "
+                f"{entsize} bytes",
+                label,
+            )
+        sources.setdefault(target, []).append(sec)
 
-    frozen_relocs = MappingProxyType({k: tuple(v) for k, v in relocations.items()})
     return ElfImage(
         path=label,
         byteorder=byteorder,
@@ -336,7 +341,7 @@ def _parse(data: bytes, label: str | None) -> ElfImage:
         elf_type=_type_name(header["e_type"], prefix="ET_"),
         sections=tuple(sections),
         symbols=symbols,
-        relocations=frozen_relocs,
+        relocations=_Relocations(sources, end, len(symbols), label),
     )
 
 
@@ -451,23 +456,58 @@ def _read_symbols(
     return tuple(out)
 
 
+class _Relocations(Mapping[int, "tuple[ElfReloc, ...]"]):
+    """Relocations by target section index, decoded on first access to a target.
+
+    The section layout was checked by :func:`read_elf`; the entries (their symbol indices) are
+    checked when decoded, so a corrupt entry raises :class:`ObjectError` on access. DWARF
+    relocations, most of an object's entries, are never decoded unless asked for.
+    """
+
+    def __init__(
+        self, sources: dict[int, list[ElfSection]], end: str, nsymbols: int, label: str | None
+    ) -> None:
+        self._sources = sources
+        self._end = end
+        self._nsymbols = nsymbols
+        self._label = label
+        self._decoded: dict[int, tuple[ElfReloc, ...]] = {}
+
+    def __getitem__(self, target: int) -> tuple[ElfReloc, ...]:
+        found = self._decoded.get(target)
+        if found is None:
+            secs = self._sources[target]  # KeyError for a section without relocations
+            found = tuple(
+                rel
+                for sec in secs
+                for rel in _read_relocs(
+                    sec, _type_number_from_name(sec.type) == _SHT_RELA, self._end,
+                    self._nsymbols, self._label,
+                )
+            )
+            self._decoded[target] = found
+        return found
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
 def _read_relocs(
     sec: ElfSection, rela: bool, end: str, nsymbols: int, label: str | None
 ) -> list[ElfReloc]:
-    entsize = 24 if rela else 16
-    if len(sec.data) % entsize:
-        raise ObjectError(
-            f"relocation section {sec.name!r} size {len(sec.data)} is not a multiple of "
-            f"{entsize} bytes",
-            label,
-        )
     out: list[ElfReloc] = []
+    number = 0
     if rela:
         for r_offset, r_info, r_addend in struct.iter_unpack(end + "QQq", sec.data):
-            out.append(_reloc(sec, len(out), r_offset, r_info, r_addend, nsymbols, label))
+            out.append(_reloc(sec, number, r_offset, r_info, r_addend, nsymbols, label))
+            number += 1
     else:
         for r_offset, r_info in struct.iter_unpack(end + "QQ", sec.data):
-            out.append(_reloc(sec, len(out), r_offset, r_info, None, nsymbols, label))
+            out.append(_reloc(sec, number, r_offset, r_info, None, nsymbols, label))
+            number += 1
     return out
 
 
