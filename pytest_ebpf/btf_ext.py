@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import bisect
 import struct
+import sys
+from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -181,10 +183,10 @@ def _parse_header(data: bytes, byteorder: str) -> tuple[str, BtfExtHeader]:
 
 
 class _Span(NamedTuple):
-    """``count`` records of ``rec_size`` bytes from ``pos`` in a block, for one ELF section."""
+    """``number`` records of ``rec_size`` bytes from ``pos`` in a block, for one ELF section."""
 
     pos: int
-    count: int
+    number: int
 
 
 def _scan_block(
@@ -233,9 +235,9 @@ def _records(
     record = struct.Struct(prefix + record_format)
     for span in spans:
         if rec_size == record.size:
-            yield from record.iter_unpack(blob[span.pos : span.pos + span.count * rec_size])
+            yield from record.iter_unpack(blob[span.pos : span.pos + span.number * rec_size])
         else:  # longer records than this reader knows: skip their tails
-            for k in range(span.count):
+            for k in range(span.number):
                 yield record.unpack_from(blob, span.pos + k * rec_size)
 
 
@@ -286,14 +288,24 @@ class _LazyLines(Mapping[str, "tuple[LineInfo, ...]"]):
             self._spans.get(section, []),
         )
 
+    def _words(self, section: str) -> array[int]:
+        """The records of *section* as 32-bit words in native order (C speed: no tuples)."""
+        words: array[int] = array("I")
+        for span in self._spans.get(section, []):
+            words.frombytes(self._blob[span.pos : span.pos + span.number * self._rec_size])
+        if (self._prefix == "<") != (sys.byteorder == "little"):
+            words.byteswap()
+        return words
+
     def check(self) -> None:
         """Raise ObjectError when a record names a string the string section does not hold."""
         files: set[int] = set()
         lines: set[int] = set()
         for section in self._spans:
-            for r in self.raw(section):
-                files.add(r[1])
-                lines.add(r[2])
+            words = self._words(section)
+            step = self._rec_size // 4
+            files.update(words[1::step])
+            lines.update(words[2::step])
         for off in sorted(files):
             _string(self._btf, off, "BTF.ext line_info file name")
         for off in sorted(lines):

@@ -134,7 +134,7 @@ def bad_function_ends(obj: EbpfObject, prog: Program) -> list[Finding]:
     "jump out of range")."""
     out: list[Finding] = []
     for fn in prog.functions:
-        last = fn.insns[-1] if fn.insns else None
+        last = fn.last_insn
         if last is not None and (last.is_exit or last.is_unconditional_jump):
             continue
         text = f"`{last.text()}`" if last is not None else "nothing (empty function)"
@@ -250,7 +250,7 @@ def missing_func_info(obj: EbpfObject) -> list[Finding]:
                     check="missing_func_info",
                     program=prog.name,
                     function=fn.name,
-                    insn=fn.insns[0] if fn.insns else None,
+                    insn=fn.first_insn,
                     message=(
                         f"program {prog.name}: {role} {fn.name} ({fn.section} insn {fn.offset}) "
                         f"has no .BTF.ext func_info record"

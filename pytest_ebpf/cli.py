@@ -20,14 +20,16 @@ def _doctor(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from pytest_ebpf.inspect_cmd import run_inspect
 
-    code: int = run_inspect(args.object, as_json=args.json, stack_frame=args.stack_frame)
+    code: int = run_inspect(args.object, as_json=args.json or args.pretty,
+                            stack_frame=args.stack_frame, pretty=args.pretty)
     return code
 
 
 def _verify(args: argparse.Namespace) -> int:
     from pytest_ebpf.verify_cmd import run_verify
 
-    code: int = run_verify(args.object, as_json=args.json, loader=args.loader)
+    code: int = run_verify(args.object, as_json=args.json or args.pretty, loader=args.loader,
+                           pretty=args.pretty)
     return code
 
 
@@ -44,14 +46,16 @@ def parser() -> argparse.ArgumentParser:
     doc.set_defaults(func=_doctor)
     ins = sub.add_parser("inspect", help="programs, maps, stack depths and calls of an object")
     ins.add_argument("object", help="an eBPF ELF object")
-    ins.add_argument("--json", action="store_true", help="machine-readable output")
+    ins.add_argument("--json", action="store_true", help="machine-readable output (one line)")
+    ins.add_argument("--pretty", action="store_true", help="JSON output, indented")
     ins.add_argument("--stack-frame", type=int, default=32, choices=(32, 16),
                      help="round each frame to this many bytes for the combined depth")
     ins.set_defaults(func=_inspect)
     ver = sub.add_parser("verify", help="load every program into the kernel (root) and print "
                          "the verifier's verdict")
     ver.add_argument("object", help="an eBPF ELF object")
-    ver.add_argument("--json", action="store_true", help="machine-readable output")
+    ver.add_argument("--json", action="store_true", help="machine-readable output (one line)")
+    ver.add_argument("--pretty", action="store_true", help="JSON output, indented")
     ver.add_argument("--loader", default="auto", choices=("auto", "bpftool", "native"))
     ver.set_defaults(func=_verify)
     return p

@@ -196,8 +196,11 @@ def run_inspect(
     stack_frame: int = 32,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    pretty: bool = False,
 ) -> int:
-    """Print what the object at *path* holds; 0 on success, 2 when it cannot be read."""
+    """Print what the object at *path* holds; 0 on success, 2 when it cannot be read.
+
+    JSON is one line (fast to write and to pipe into ``jq``); *pretty* indents it."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
@@ -215,7 +218,7 @@ def run_inspect(
     data = inspect_data(obj, stack_frame)
     data["path"] = path
     if as_json:
-        out.write(json.dumps(data, indent=2) + "\n")
+        out.write(json.dumps(data, indent=2 if pretty else None) + "\n")
     else:
         render_table(data, out)
     return 0

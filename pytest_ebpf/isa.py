@@ -25,6 +25,7 @@ multiple of 8 and an ``ld_imm64`` whose second slot is missing (:class:`ObjectEr
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -43,6 +44,12 @@ __all__ = [
     "PSEUDO_MAP_VALUE",
     "Insn",
     "decode",
+    "decode_at",
+    "jump_target_of",
+    "opcode_slots",
+    "raw_slots",
+    "register_tables",
+    "second_slots",
 ]
 
 INSN_SIZE = 8
@@ -446,11 +453,7 @@ class Insn:
 
         None for calls (see :attr:`call_target`), exit, ``gotox`` and non-jumps.
         """
-        if self._kind == _K_GOTOL:
-            return self.index + 1 + self.imm
-        if self._kind in (_K_JCOND, _K_JA, _K_MAY_GOTO):
-            return self.index + 1 + self.off
-        return None
+        return _target(self._kind, self.index, self.off, self.imm)
 
     @property
     def is_wide(self) -> bool:
@@ -678,21 +681,34 @@ _PRINTERS: dict[str, Callable[[Insn], str]] = {
     _K_EXIT: lambda insn: "exit",
 }
 
+def _target(kind: str, index: int, off: int, imm: int) -> int | None:
+    if kind == _K_GOTOL:
+        return index + 1 + imm
+    if kind in (_K_JCOND, _K_JA, _K_MAY_GOTO):
+        return index + 1 + off
+    return None
+
+
+def jump_target_of(index: int, opcode: int, src: int, off: int, imm: int) -> int | None:
+    """:attr:`Insn.jump_target` of the undecoded instruction at slot *index* (for scans that do
+    not build :class:`Insn` objects)."""
+    return _target(_classify(opcode, src, off, imm), index, off, imm)
+
+
 # --- decoding --------------------------------------------------------------------------------
 
 _SLOT = {"little": struct.Struct("<BBhi"), "big": struct.Struct(">BBhi")}
 _LD_IMM64_OPCODE = _LD | _IMM | 0x18
 
 
-def decode(data: bytes, byteorder: str) -> tuple[Insn, ...]:
-    """Decode a section's instructions; ``byteorder`` is ``"little"`` or ``"big"``.
+def decode(data: bytes, byteorder: str, base: int = 0) -> tuple[Insn, ...]:
+    """Decode a section's instructions; ``byteorder`` is ``"little"`` or ``"big"``; the first
+    slot of *data* gets index *base*.
 
     Raises :class:`ObjectError` when the length is not a multiple of 8 or an ``ld_imm64`` lacks
     its second slot.
     """
-    slot = _SLOT.get(byteorder)
-    if slot is None:
-        raise ObjectError(f"unsupported byte order {byteorder!r} (expected 'little' or 'big')")
+    slot = _slot_struct(byteorder)
     if len(data) % INSN_SIZE:
         raise ObjectError(f"instruction bytes length {len(data)} is not a multiple of {INSN_SIZE}")
     big = byteorder == "big"
@@ -708,12 +724,85 @@ def decode(data: bytes, byteorder: str) -> tuple[Insn, ...]:
             dst, src = regs & 0x0F, regs >> 4
         if opcode == _LD_IMM64_OPCODE:
             if i + 1 >= count:
-                raise ObjectError(f"truncated ld_imm64 at insn {i}")
+                raise ObjectError(f"truncated ld_imm64 at insn {base + i}")
             high = slots[i + 1][3] & 0xFFFFFFFF
             value = (high << 32) | (imm & 0xFFFFFFFF)
-            out.append(Insn(i, opcode, dst, src, off, imm, value, 2))
+            out.append(Insn(base + i, opcode, dst, src, off, imm, value, 2))
             i += 2
         else:
-            out.append(Insn(i, opcode, dst, src, off, imm))
+            out.append(Insn(base + i, opcode, dst, src, off, imm))
             i += 1
     return tuple(out)
+
+
+def _slot_struct(byteorder: str) -> struct.Struct:
+    slot = _SLOT.get(byteorder)
+    if slot is None:
+        raise ObjectError(f"unsupported byte order {byteorder!r} (expected 'little' or 'big')")
+    return slot
+
+
+def decode_at(data: bytes, byteorder: str, slot: int, base: int = 0) -> Insn:
+    """The one instruction starting at *slot* of *data* (index ``base + slot``), without decoding
+    the others. The caller knows *slot* starts an instruction (see :func:`second_slots`)."""
+    opcode, regs, off, imm = _slot_struct(byteorder).unpack_from(data, slot * INSN_SIZE)
+    if byteorder == "big":
+        dst, src = regs >> 4, regs & 0x0F
+    else:
+        dst, src = regs & 0x0F, regs >> 4
+    if opcode != _LD_IMM64_OPCODE:
+        return Insn(base + slot, opcode, dst, src, off, imm)
+    if (slot + 2) * INSN_SIZE > len(data):
+        raise ObjectError(f"truncated ld_imm64 at insn {base + slot}")
+    high = _SLOT[byteorder].unpack_from(data, (slot + 1) * INSN_SIZE)[3] & 0xFFFFFFFF
+    return Insn(base + slot, opcode, dst, src, off, imm, (high << 32) | (imm & 0xFFFFFFFF), 2)
+
+
+def raw_slots(data: bytes, byteorder: str) -> Iterator[tuple[int, int, int, int]]:
+    """The undecoded slots of *data*: ``(opcode, regs, off, imm)`` per 8 bytes (see
+    :func:`register_tables` for the registers), for scans over many instructions."""
+    return _slot_struct(byteorder).iter_unpack(data)
+
+
+def register_tables(byteorder: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(dst_of, src_of)``: the destination and source register of each ``regs`` byte value."""
+    if byteorder == "big":
+        return _HIGH_NIBBLE, _LOW_NIBBLE
+    return _LOW_NIBBLE, _HIGH_NIBBLE
+
+
+_LOW_NIBBLE = tuple(b & 0x0F for b in range(256))
+_HIGH_NIBBLE = tuple(b >> 4 for b in range(256))
+
+
+def second_slots(data: bytes) -> frozenset[int]:
+    """Slots of *data* (instruction bytes) that are the second halves of ``ld_imm64``s, found
+    from the opcode bytes alone. ObjectError when the last ``ld_imm64`` has no second slot."""
+    ops = data[::INSN_SIZE]
+    wide = b"\x18"
+    pos = ops.find(wide)
+    if pos < 0:
+        return frozenset()
+    seconds: set[int] = set()
+    while pos >= 0:
+        if pos not in seconds:
+            if pos + 1 >= len(ops):
+                raise ObjectError(f"truncated ld_imm64 at insn {pos}")
+            seconds.add(pos + 1)
+        pos = ops.find(wide, pos + 1)
+    return frozenset(seconds)
+
+
+def opcode_slots(data: bytes, opcodes: bytes) -> list[int]:
+    """Slots of *data* whose opcode byte is one of *opcodes* (second halves of ``ld_imm64``
+    included: filter them with :func:`second_slots`)."""
+    ops = data[::INSN_SIZE]
+    out: list[int] = []
+    for op in opcodes:
+        needle = bytes((op,))
+        pos = ops.find(needle)
+        while pos >= 0:
+            out.append(pos)
+            pos = ops.find(needle, pos + 1)
+    out.sort()
+    return out

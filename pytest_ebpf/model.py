@@ -9,11 +9,12 @@ holds the instruction, as ``llvm-objdump -d`` prints them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from pytest_ebpf.btf import Btf
 from pytest_ebpf.btf_ext import BtfExt
-from pytest_ebpf.isa import Insn
+from pytest_ebpf.isa import Insn, decode, decode_at, second_slots
 from pytest_ebpf.progtypes import ProgramKind
 
 __all__ = [
@@ -111,8 +112,8 @@ class Function:
     """The executable section holding the function."""
     offset: int
     """First slot of the function, relative to the section."""
-    insns: tuple[Insn, ...] = field(repr=False)
-    """The decoded instructions; indices are section-relative slots."""
+    code: bytes = field(repr=False)
+    """The function's instruction bytes (``size_bytes`` of them), in the object's byte order."""
     calls: tuple[CallSite, ...] = field(repr=False)
     """Every call instruction of the function, in order."""
     global_: bool
@@ -123,6 +124,19 @@ class Function:
     """Map, data and function-pointer references made by the function's ``ld_imm64``s."""
     hidden: bool = False
     """True when the symbol has hidden (or internal) visibility."""
+    byteorder: Literal["little", "big"] = "little"
+    """The byte order of :attr:`code`."""
+
+    @cached_property
+    def insns(self) -> tuple[Insn, ...]:
+        """The decoded instructions; indices are section-relative slots. Decoded on first use:
+        the analyses scan :attr:`code` without building :class:`Insn` objects."""
+        return decode(self.code, self.byteorder, base=self.offset)
+
+    @cached_property
+    def second_slots(self) -> frozenset[int]:
+        """Section-relative slots holding the second halves of ``ld_imm64``s."""
+        return frozenset(self.offset + s for s in second_slots(self.code))
 
     @property
     def slots(self) -> int:
@@ -139,18 +153,24 @@ class Function:
         """``(section, name)``: unique within an object."""
         return (self.section, self.name)
 
+    @property
+    def first_insn(self) -> Insn | None:
+        """The first instruction (None for an empty function)."""
+        return self.insn_at(self.offset)
+
+    @property
+    def last_insn(self) -> Insn | None:
+        """The last instruction: at the last slot, or the ``ld_imm64`` whose second half fills it
+        (None for an empty function)."""
+        last = self.end - 1
+        return self.insn_at(last - 1 if last in self.second_slots else last)
+
     def insn_at(self, index: int) -> Insn | None:
-        """The instruction starting at section-relative slot *index*, or None."""
-        lo, hi = 0, len(self.insns)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.insns[mid].index < index:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < len(self.insns) and self.insns[lo].index == index:
-            return self.insns[lo]
-        return None
+        """The instruction starting at section-relative slot *index*, or None (outside the
+        function or the second half of an ``ld_imm64``)."""
+        if not self.offset <= index < self.end or index in self.second_slots:
+            return None
+        return decode_at(self.code, self.byteorder, index - self.offset, base=self.offset)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from pytest_ebpf.elf import (
 )
 from pytest_ebpf.errors import ObjectError
 from pytest_ebpf.helpers_table import helper_name
-from pytest_ebpf.isa import Insn, decode
+from pytest_ebpf.isa import Insn, decode_at, opcode_slots, second_slots
 from pytest_ebpf.maps import parse_btf_maps, parse_legacy_maps
 from pytest_ebpf.model import (
     CallKind,
@@ -60,6 +60,8 @@ from pytest_ebpf.progtypes import program_type
 __all__ = ["load_object", "load_object_bytes", "object_from_image"]
 
 _INSN = 8
+# call (0x85), callx (0x8d) and ld_imm64 (0x18): the instructions loading resolves
+_CALL_AND_WIDE_OPCODES = bytes((0x85, 0x8D, 0x18))
 
 
 def load_object(path: str | os.PathLike[str]) -> EbpfObject:
@@ -123,8 +125,6 @@ class _Range:
 @dataclass
 class _CodeSection:
     section: ElfSection
-    insns: tuple[Insn, ...]
-    slots: list[int]  # insns[i].index, for bisect
     ranges: list[_Range]  # by start
     starts: list[int]  # ranges[i].start, for bisect
     relocs: dict[int, ElfReloc]  # byte offset -> relocation
@@ -271,19 +271,17 @@ class _Loader:
     # -- code -------------------------------------------------------------------------------
 
     def _code_section(self, sec: ElfSection) -> _CodeSection:
-        try:
-            insns = decode(sec.data, self.byteorder)
-        except ObjectError as exc:
-            raise ObjectError(f"section {sec.name!r}: {exc.reason}") from exc
-        slots = [i.index for i in insns]
+        if len(sec.data) % _INSN:
+            raise ObjectError(
+                f"section {sec.name!r}: instruction bytes length {len(sec.data)} is not a "
+                f"multiple of {_INSN}"
+            )
         ranges = self._ranges(sec)
         relocs: dict[int, ElfReloc] = {}
         for rel in self.image.relocations.get(sec.index, ()):
             relocs.setdefault(rel.offset, rel)
         return _CodeSection(
             section=sec,
-            insns=insns,
-            slots=slots,
             ranges=ranges,
             starts=[r.start for r in ranges],
             relocs=relocs,
@@ -353,13 +351,24 @@ class _Loader:
         return rng if rng.start <= slot < rng.end else None
 
     def _function(self, code: _CodeSection, rng: _Range) -> Function:
-        lo = bisect.bisect_left(code.slots, rng.start)
-        hi = bisect.bisect_left(code.slots, rng.end)
-        insns = code.insns[lo:hi]
+        """The function of *rng*. Only its calls and ``ld_imm64``s are decoded here, found from
+        the opcode bytes; :attr:`Function.insns` decodes the rest on first use."""
+        data = code.section.data[rng.start * _INSN : rng.end * _INSN]
+        try:
+            seconds = second_slots(data)
+        except ObjectError as exc:
+            raise ObjectError(
+                f"section {code.section.name!r}: function {rng.name!r}: {exc.reason} of the "
+                "function (its second slot is missing)"
+            ) from exc
         calls: list[CallSite] = []
         refs: list[Reference] = []
         relocs = code.relocs
-        for insn in insns:
+        order = self.byteorder
+        for slot in opcode_slots(data, _CALL_AND_WIDE_OPCODES):
+            if slot in seconds:
+                continue
+            insn = decode_at(data, order, slot, base=rng.start)
             if insn.is_call:
                 calls.append(self._call(code, insn, relocs.get(insn.index * _INSN)))
             elif insn.is_wide:
@@ -370,12 +379,13 @@ class _Loader:
             name=rng.name,
             section=code.section.name,
             offset=rng.start,
-            insns=insns,
+            code=data,
             calls=tuple(calls),
             global_=rng.global_,
             size_bytes=(rng.end - rng.start) * _INSN,
             refs=tuple(refs),
             hidden=rng.hidden,
+            byteorder=order,
         )
 
     def _symbol(self, rel: ElfReloc) -> ElfSymbol:

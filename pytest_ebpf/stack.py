@@ -37,7 +37,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from pytest_ebpf.isa import Insn
+from pytest_ebpf.isa import Insn, jump_target_of, raw_slots, register_tables
 from pytest_ebpf.model import EbpfObject, Function, Program
 
 __all__ = [
@@ -85,8 +85,14 @@ class FrameUse:
     function: Function
     depth: int
     """Bytes, rounded up to 8: what the verifier prints for the function in "stack depth"."""
-    deepest_insn: Insn | None
-    """The (first) instruction touching the deepest byte; None when the function uses none."""
+    deepest_at: int | None = None
+    """Slot of the (first) instruction touching the deepest byte; None when the function uses
+    none."""
+
+    @property
+    def deepest_insn(self) -> Insn | None:
+        """The instruction at :attr:`deepest_at` (decoded when asked for)."""
+        return None if self.deepest_at is None else self.function.insn_at(self.deepest_at)
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,8 @@ class StackProblem:
 
 _SIZE = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
 _CALLER_SAVED = (0, 1, 2, 3, 4, 5)
+_LD_IMM64 = 0x18
+_NOT_WIDE, _WIDE_CONST, _WIDE_OTHER = 0, 1, 2
 
 
 def _merge_into(
@@ -175,18 +183,26 @@ def _merge_into(
 
 def function_stack(fn: Function) -> FrameUse:
     """The stack bytes *fn* uses (see the module docstring for how pointers are followed)."""
-    insns = fn.insns
     end = fn.end
+    dst_of, src_of = register_tables(fn.byteorder)
     regs: dict[int, int] = {10: 0}  # register -> offset from r10 (a stack pointer)
     spills: dict[int, int] = {}  # stack offset -> stack pointer offset spilled there
     consts: dict[int, int] = {}  # register -> known 64-bit constant (scalar)
     pending: dict[int, tuple[dict[int, int], dict[int, int], dict[int, int]]] = {}
     deepest = 0  # most negative offset touched
-    deepest_insn: Insn | None = None
+    deepest_at = -1  # slot of the (first) instruction touching it
     live = True  # False after exit / unconditional jump until a jump target
+    wide = _NOT_WIDE  # what the slot after an ld_imm64 completes
+    wide_dst = wide_low = 0
 
-    for insn in insns:
-        idx = insn.index
+    # One pass over the raw slots (no Insn objects: this runs over every instruction).
+    for idx, (op, rb, off, imm) in enumerate(raw_slots(fn.code, fn.byteorder), fn.offset):
+        if wide != _NOT_WIDE:  # the second slot of an ld_imm64
+            if wide == _WIDE_CONST:  # a plain 64-bit constant: now complete
+                value = ((imm & 0xFFFFFFFF) << 32) | (wide_low & 0xFFFFFFFF)
+                consts[wide_dst] = value - (1 << 64) if value >= 1 << 63 else value
+            wide = _NOT_WIDE
+            continue
         if pending:
             incoming = pending.pop(idx, None)
             if incoming is not None:
@@ -198,14 +214,13 @@ def function_stack(fn: Function) -> FrameUse:
         if not live:
             regs, spills, consts = {10: 0}, {}, {}
             live = True
-        op = insn.opcode
         cls = op & 0x07
         if cls == 7:  # alu64
-            dst = insn.dst
+            dst = dst_of[rb]
             code = op & 0xF0
             if op & 0x08:  # register source
-                src = insn.src
-                if code == 0xB0 and insn.off == 0:  # mov
+                src = src_of[rb]
+                if code == 0xB0 and off == 0:  # mov
                     if src in regs:
                         regs[dst] = regs[src]
                         consts.pop(dst, None)
@@ -233,11 +248,10 @@ def function_stack(fn: Function) -> FrameUse:
                 if code in (0x00, 0x10) and dst in regs:
                     # A variable offset (an index into a stack buffer): count the buffer's base,
                     # the lowest byte an index >= 0 reaches.
-                    off = regs[dst]
-                    if off < deepest:
-                        deepest, deepest_insn = off, insn
+                    buffer = regs[dst]
+                    if buffer < deepest:
+                        deepest, deepest_at = buffer, idx
             else:
-                imm = insn.imm
                 if code == 0x00:
                     if dst in regs:
                         regs[dst] += imm
@@ -252,7 +266,7 @@ def function_stack(fn: Function) -> FrameUse:
                     if dst in consts:
                         consts[dst] -= imm
                         continue
-                elif code == 0xB0 and insn.off == 0:
+                elif code == 0xB0 and off == 0:
                     regs.pop(dst, None)
                     consts[dst] = imm
                     continue
@@ -261,31 +275,31 @@ def function_stack(fn: Function) -> FrameUse:
             consts.pop(dst, None)
             continue
         if cls == 3:  # stx (memory and atomics)
-            base = insn.dst
+            base = dst_of[rb]
             if base in regs:
-                addr = regs[base] + insn.off
+                addr = regs[base] + off
                 if addr < deepest:
-                    deepest, deepest_insn = addr, insn
+                    deepest, deepest_at = addr, idx
                 if (op & 0xE0) == 0x60:  # plain store: track spilled stack pointers
-                    src = insn.src
+                    src = src_of[rb]
                     if (op & 0x18) == 0x18 and src in regs:
                         spills[addr] = regs[src]
                     elif spills:
                         spills.pop(addr, None)
             if (op & 0xE0) == 0xC0:  # atomics may write src (fetch) and r0 (cmpxchg)
-                regs.pop(insn.src, None)
-                consts.pop(insn.src, None)
+                regs.pop(src_of[rb], None)
+                consts.pop(src_of[rb], None)
                 regs.pop(0, None)
                 consts.pop(0, None)
             continue
         if cls == 1:  # ldx
-            base = insn.src
-            dst = insn.dst
+            base = src_of[rb]
+            dst = dst_of[rb]
             loaded: int | None = None
             if base in regs:
-                addr = regs[base] + insn.off
+                addr = regs[base] + off
                 if addr < deepest:
-                    deepest, deepest_insn = addr, insn
+                    deepest, deepest_at = addr, idx
                 if (op & 0xF8) == 0x78:  # 8-byte load: a spilled stack pointer comes back
                     loaded = spills.get(addr)
             if dst != 10:
@@ -296,11 +310,11 @@ def function_stack(fn: Function) -> FrameUse:
             consts.pop(dst, None)
             continue
         if cls == 2:  # st (immediate store)
-            base = insn.dst
+            base = dst_of[rb]
             if base in regs:
-                addr = regs[base] + insn.off
+                addr = regs[base] + off
                 if addr < deepest:
-                    deepest, deepest_insn = addr, insn
+                    deepest, deepest_at = addr, idx
                 if spills:
                     spills.pop(addr, None)
             continue
@@ -310,7 +324,7 @@ def function_stack(fn: Function) -> FrameUse:
                 for r in (1, 2, 3, 4, 5):
                     arg = regs.get(r)
                     if arg is not None and arg < deepest:
-                        deepest, deepest_insn = arg, insn
+                        deepest, deepest_at = arg, idx
                 for r in _CALLER_SAVED:
                     regs.pop(r, None)
                     consts.pop(r, None)
@@ -318,7 +332,7 @@ def function_stack(fn: Function) -> FrameUse:
             if cls == 5 and code == 0x90:  # exit
                 live = False
                 continue
-            target = insn.jump_target
+            target = jump_target_of(idx, op, src_of[rb], off, imm)
             if target is not None and idx < target < end:
                 slot = pending.get(target)
                 if slot is None:
@@ -329,7 +343,7 @@ def function_stack(fn: Function) -> FrameUse:
                 live = False  # ja / gotol / gotox: nothing falls through
             continue
         if cls == 4:  # alu (32-bit): the result is a scalar
-            dst = insn.dst
+            dst = dst_of[rb]
             if dst != 10:
                 regs.pop(dst, None)
             consts.pop(dst, None)
@@ -340,14 +354,14 @@ def function_stack(fn: Function) -> FrameUse:
                 regs.pop(r, None)
                 consts.pop(r, None)
         else:
-            regs.pop(insn.dst, None)
-            if insn.imm64 is not None and insn.src == 0:
-                value = insn.imm64
-                consts[insn.dst] = value - (1 << 64) if value >= 1 << 63 else value
-            else:
-                consts.pop(insn.dst, None)
+            dst = dst_of[rb]
+            regs.pop(dst, None)
+            consts.pop(dst, None)
+            if op == _LD_IMM64:
+                wide = _WIDE_CONST if src_of[rb] == 0 else _WIDE_OTHER
+                wide_dst, wide_low = dst, imm
     depth = (-deepest + 7) // 8 * 8 if deepest < 0 else 0
-    return FrameUse(function=fn, depth=depth, deepest_insn=deepest_insn)
+    return FrameUse(function=fn, depth=depth, deepest_at=deepest_at if deepest_at >= 0 else None)
 
 
 # ---------------------------------------------------------------------------------------------

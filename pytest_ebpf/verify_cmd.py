@@ -43,8 +43,11 @@ def run_verify(
     loader: str = "auto",
     out: TextIO | None = None,
     err: TextIO | None = None,
+    pretty: bool = False,
 ) -> int:
-    """Load every program of the object at *path*, print the verdicts, unload; exit status."""
+    """Load every program of the object at *path*, print the verdicts, unload; exit status.
+
+    JSON is one line; *pretty* indents it."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     from pytest_ebpf.kernel import bpf_available
@@ -89,7 +92,7 @@ def run_verify(
                 for r in results
             ],
         }
-        out.write(json.dumps(doc, indent=2) + "\n")
+        out.write(json.dumps(doc, indent=2 if pretty else None) + "\n")
     else:
         out.write(f"{label}: {len(results)} programs, loader {reason}\n")
         rows = [["program", "verdict", "processed", "stack depth", "verified", "error"]]
