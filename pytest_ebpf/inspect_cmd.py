@@ -23,7 +23,7 @@ from pytest_ebpf.checks import (
 from pytest_ebpf.errors import ObjectError
 from pytest_ebpf.helpers_table import helper_name
 from pytest_ebpf.model import EbpfObject, Program
-from pytest_ebpf.object import load_object
+from pytest_ebpf.object import gc_paused, load_object
 from pytest_ebpf.stack import ProgramStack, StackProblem, program_stack, stack_problems
 
 __all__ = ["inspect_data", "render_table", "run_inspect"]
@@ -215,7 +215,8 @@ def run_inspect(
         reason = _one_line(f"{type(exc).__name__}: {exc}")
         err.write(f"error: {path}: cannot read object: {reason}\n")
         return 2
-    data = inspect_data(obj, stack_frame)
+    with gc_paused():
+        data = inspect_data(obj, stack_frame)
     data["path"] = path
     if as_json:
         out.write(json.dumps(data, indent=2 if pretty else None) + "\n")

@@ -169,3 +169,12 @@ def test_run_inspect_in_process(lock_obj: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert run_inspect("/nonexistent/x.o", out=out, err=err) == 2
     assert out.getvalue() == "" and err.getvalue().startswith("error: /nonexistent/x.o: ")
+
+
+def test_json_is_one_line_and_pretty_indents_it(lock_obj: Path) -> None:
+    compact = _inspect(str(lock_obj), "--json")
+    pretty = _inspect(str(lock_obj), "--pretty")
+    assert compact.returncode == 0 and pretty.returncode == 0, compact.stderr + pretty.stderr
+    assert compact.stdout.count("\n") == 1  # one document, one line: easy to pipe into jq
+    assert pretty.stdout.startswith('{\n  "path": ')
+    assert json.loads(compact.stdout) == json.loads(pretty.stdout)

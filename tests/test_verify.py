@@ -140,6 +140,16 @@ def test_text_table(example_obj: Path, rejected_obj: Path) -> None:
     assert err.getvalue() == ""
 
 
+def test_json_one_line_or_pretty(rejected_obj: Path) -> None:
+    compact, pretty, err = io.StringIO(), io.StringIO(), io.StringIO()
+    assert run_verify(rejected_obj, as_json=True, out=compact, err=err, loader="native") == 1
+    assert run_verify(rejected_obj, as_json=True, pretty=True, out=pretty, err=err,
+                      loader="native") == 1
+    assert compact.getvalue().count("\n") == 1
+    assert pretty.getvalue().startswith('{\n  "path": ')
+    assert json.loads(compact.getvalue()) == json.loads(pretty.getvalue())
+
+
 def test_unprivileged_exits_2(example_obj: Path) -> None:
     setpriv = shutil.which("setpriv")
     if os.geteuid() != 0 or setpriv is None:
