@@ -1,23 +1,24 @@
 """Benchmark: ``pytest-ebpf inspect --json`` against ``llvm-objdump-22 -dr`` on the same objects.
 
 Generates C files with enough functions for >= 60,000 instructions (and 4x that), compiles
-them (clang-19 -target bpf -O2 -g), and times, best of 3 each, in the same run:
+them (clang-19 -target bpf -O2 -g), and times, in the same run, interleaved (each round runs
+every contender once; the best of ``--rounds`` counts, so a slow moment of the machine hits
+all of them alike):
 
-* ``run_inspect(path, as_json=True)`` in-process (loader + analyses + JSON),
-* ``python -m pytest_ebpf.cli inspect --json`` as a subprocess: the command a user runs, with
-  interpreter start-up and imports. The package's bytecode is compiled first, as ``pip install``
-  does (a shell with ``PYTHONDONTWRITEBYTECODE=1`` would otherwise recompile every module on
-  every run),
-* ``llvm-objdump-22 -dr``.
+* ``pytest-ebpf inspect --json OBJECT``: the command a user runs, from a fresh virtual
+  environment where pytest-ebpf is ``pip install``-ed (not editable: no import hook; bytecode
+  compiled at install, as pip does; no dependencies, inspect needs only the standard library),
+* ``run_inspect(path, as_json=True)`` in-process (what the plugin does inside pytest), and its
+  two halves, loading the object and analysing it,
+* ``llvm-objdump-22 -dr OBJECT``.
 
-Then prints a table with both sizes and the ratios, and where in-process time goes (load vs
-analysis). Run: ``.venv/bin/python benchmarks/bench_inspect.py [--profile]``.
+Prints a table with both sizes and the ratios. Run:
+``.venv/bin/python benchmarks/bench_inspect.py [--profile] [--rounds N]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import compileall
 import cProfile
 import io
 import os
@@ -27,12 +28,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pytest_ebpf.inspect_cmd import inspect_data, run_inspect  # noqa: E402
-from pytest_ebpf.object import load_object  # noqa: E402
+from pytest_ebpf.object import gc_paused, load_object  # noqa: E402
 
 HEADER = '#include "obj_bpf.h"\n'
 
@@ -87,13 +89,24 @@ def compile_c(src: str, out: Path) -> None:
     )
 
 
-def best_of(fn: object, n: int = 5) -> float:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()  # type: ignore[operator]
-        times.append(time.perf_counter() - t)
-    return min(times)
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Best wall time of each contender over *rounds* rounds, each round running all once."""
+    best = dict.fromkeys(contenders, float("inf"))
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return best
+
+
+def user_install(tmp: Path, env: dict[str, str]) -> Path:
+    """A fresh venv with pytest-ebpf pip-installed as a user gets it; its console script."""
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
+    subprocess.run([str(venv / "bin/pip"), "install", "--quiet", "--no-deps", str(ROOT)],
+                   check=True, env=env)
+    return venv / "bin/pytest-ebpf"
 
 
 def insn_count(path: Path) -> int:
@@ -105,10 +118,11 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", action="store_true", help="cProfile the in-process run")
     ap.add_argument("--base", type=int, default=60_000, help="instructions of the small object")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds of the interleaved timing")
     args = ap.parse_args()
-    compileall.compile_dir(str(ROOT / "pytest_ebpf"), quiet=1)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     tmp = Path(tempfile.mkdtemp(prefix="bench_inspect-"))
+    console = user_install(tmp, env)
     # Calibrate programs per instruction on a small sample.
     sample = tmp / "sample.o"
     compile_c(generate(20), sample)
@@ -119,47 +133,50 @@ def main() -> int:
         obj_path = tmp / f"gen{factor}.o"
         compile_c(generate(n), obj_path)
         insns = insn_count(obj_path)
-        sink = io.StringIO()
+        path = str(obj_path)
 
-        def inproc(p: Path = obj_path, err: io.StringIO = sink) -> None:
-            run_inspect(str(p), as_json=True, out=io.StringIO(), err=err)
+        def command(p: str = path) -> None:
+            subprocess.run([str(console), "inspect", "--json", p], check=True,
+                           stdout=subprocess.DEVNULL, env=env)
 
-        def load_only(p: Path = obj_path) -> None:
+        def objdump(p: str = path) -> None:
+            subprocess.run(["llvm-objdump-22", "-dr", p], check=True, stdout=subprocess.DEVNULL)
+
+        def inproc(p: str = path) -> None:
+            run_inspect(p, as_json=True, out=io.StringIO(), err=io.StringIO())
+
+        def load_only(p: str = path) -> None:
             load_object(p)
 
-        def analyse(p: Path = obj_path) -> None:
-            inspect_data(load_object(p))
+        def load_analyse(p: str = path) -> None:
+            with gc_paused():
+                inspect_data(load_object(p))
 
-        def sub(p: Path = obj_path) -> None:
-            subprocess.run([sys.executable, "-m", "pytest_ebpf.cli", "inspect", "--json",
-                            str(p)], check=True, stdout=subprocess.DEVNULL, cwd=ROOT, env=env)
-
-        def objdump(p: Path = obj_path) -> None:
-            subprocess.run(["llvm-objdump-22", "-dr", str(p)], check=True,
-                           stdout=subprocess.DEVNULL)
-
-        t_in = best_of(inproc)
-        t_load = best_of(load_only)
-        t_an = best_of(analyse)
-        t_sub = best_of(sub)
-        t_od = best_of(objdump)
-        rows.append((insns, n, t_load, t_an - t_load, t_in, t_sub, t_od))
+        t = interleaved(
+            {"command": command, "objdump": objdump, "inproc": inproc, "load": load_only,
+             "load_analyse": load_analyse},
+            args.rounds,
+        )
+        rows.append((insns, n, t))
         if args.profile and factor == 1:
             prof = cProfile.Profile()
             prof.enable()
             inproc()
             prof.disable()
             pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
-    print(f"{'insns':>8} {'progs':>6} {'load':>8} {'analyse':>8} {'inspect':>8} "
-          f"{'subproc':>8} {'objdump':>8} {'in/od':>6} {'sub/od':>6}")
-    for insns, n, t_load, t_an, t_in, t_sub, t_od in rows:
-        print(f"{insns:>8} {n:>6} {t_load:>8.3f} {t_an:>8.3f} {t_in:>8.3f} {t_sub:>8.3f} "
-              f"{t_od:>8.3f} {t_in / t_od:>6.2f} {t_sub / t_od:>6.2f}")
+    print(f"{'insns':>8} {'progs':>6} {'load':>7} {'analyse':>7} {'in-proc':>7} "
+          f"{'command':>7} {'objdump':>7} {'cmd/od':>6} {'in/od':>6}")
+    for insns, n, t in rows:
+        print(f"{insns:>8} {n:>6} {t['load']:>7.3f} {t['load_analyse'] - t['load']:>7.3f} "
+              f"{t['inproc']:>7.3f} {t['command']:>7.3f} {t['objdump']:>7.3f} "
+              f"{t['command'] / t['objdump']:>6.2f} {t['inproc'] / t['objdump']:>6.2f}")
     if len(rows) == 2:
-        growth = rows[1][4] / rows[0][4]
+        small, big = rows[0][2], rows[1][2]
         size = rows[1][0] / rows[0][0]
-        print(f"growth: {size:.2f}x instructions -> {growth:.2f}x inspect time "
-              f"(objdump {rows[1][6] / rows[0][6]:.2f}x)")
+        print(f"growth: {size:.2f}x instructions -> command "
+              f"{big['command'] / small['command']:.2f}x, in-process "
+              f"{big['inproc'] / small['inproc']:.2f}x, objdump "
+              f"{big['objdump'] / small['objdump']:.2f}x")
     return 0
 
 

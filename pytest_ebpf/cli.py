@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    from pathlib import Path  # here: inspect does not need it, and start-up time counts
+
     from pytest_ebpf.doctor import render, run_checks
 
     checks = run_checks(args.crate, Path(args.root).resolve(), args.toolchain, args.target,

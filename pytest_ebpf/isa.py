@@ -701,6 +701,24 @@ _SLOT = {"little": struct.Struct("<BBhi"), "big": struct.Struct(">BBhi")}
 _LD_IMM64_OPCODE = _LD | _IMM | 0x18
 
 
+def _insn(
+    index: int, opcode: int, dst: int, src: int, off: int, imm: int,
+    imm64: int | None = None, size: int = 1,
+) -> Insn:
+    """``Insn(index, opcode, dst, src, off, imm, imm64, size)`` at a third of the cost: a frozen
+    dataclass's __init__ sets every field through object.__setattr__, and objects hold tens of
+    thousands of instructions."""
+    insn = _new_insn(Insn)
+    insn.__dict__.update(
+        index=index, opcode=opcode, dst=dst, src=src, off=off, imm=imm, imm64=imm64, size=size,
+        _kind=_classify(opcode, src, off, imm),
+    )
+    return insn
+
+
+_new_insn = object.__new__
+
+
 def decode(data: bytes, byteorder: str, base: int = 0) -> tuple[Insn, ...]:
     """Decode a section's instructions; ``byteorder`` is ``"little"`` or ``"big"``; the first
     slot of *data* gets index *base*.
@@ -727,10 +745,10 @@ def decode(data: bytes, byteorder: str, base: int = 0) -> tuple[Insn, ...]:
                 raise ObjectError(f"truncated ld_imm64 at insn {base + i}")
             high = slots[i + 1][3] & 0xFFFFFFFF
             value = (high << 32) | (imm & 0xFFFFFFFF)
-            out.append(Insn(base + i, opcode, dst, src, off, imm, value, 2))
+            out.append(_insn(base + i, opcode, dst, src, off, imm, value, 2))
             i += 2
         else:
-            out.append(Insn(base + i, opcode, dst, src, off, imm))
+            out.append(_insn(base + i, opcode, dst, src, off, imm))
             i += 1
     return tuple(out)
 
@@ -751,11 +769,11 @@ def decode_at(data: bytes, byteorder: str, slot: int, base: int = 0) -> Insn:
     else:
         dst, src = regs & 0x0F, regs >> 4
     if opcode != _LD_IMM64_OPCODE:
-        return Insn(base + slot, opcode, dst, src, off, imm)
+        return _insn(base + slot, opcode, dst, src, off, imm)
     if (slot + 2) * INSN_SIZE > len(data):
         raise ObjectError(f"truncated ld_imm64 at insn {base + slot}")
     high = _SLOT[byteorder].unpack_from(data, (slot + 1) * INSN_SIZE)[3] & 0xFFFFFFFF
-    return Insn(base + slot, opcode, dst, src, off, imm, (high << 32) | (imm & 0xFFFFFFFF), 2)
+    return _insn(base + slot, opcode, dst, src, off, imm, (high << 32) | (imm & 0xFFFFFFFF), 2)
 
 
 def raw_slots(data: bytes, byteorder: str) -> Iterator[tuple[int, int, int, int]]:

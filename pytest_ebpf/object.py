@@ -73,14 +73,14 @@ def load_object(path: str | os.PathLike[str]) -> EbpfObject:
     Raises :class:`~pytest_ebpf.errors.ObjectError` (one line, ``from`` the cause) for a file
     that cannot be read or is not a well-formed eBPF object.
     """
-    image = read_elf(path)
-    return object_from_image(image)
+    with gc_paused():
+        return object_from_image(read_elf(path))
 
 
 def load_object_bytes(data: bytes, name: str = "<bytes>") -> EbpfObject:
     """Like :func:`load_object`, for an object held in memory; *name* labels errors."""
-    image = read_elf(bytes(data), name=name)
-    return object_from_image(image)
+    with gc_paused():
+        return object_from_image(read_elf(bytes(data), name=name))
 
 
 @contextmanager

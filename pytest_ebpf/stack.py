@@ -418,8 +418,10 @@ def call_graph(obj: EbpfObject, prog: Program) -> dict[tuple[str, str], list[Fun
     """Function key -> the functions it calls (BPF-to-BPF calls and callbacks whose address it
     loads), in instruction order without duplicates, for every function *prog* reaches."""
     index = _index(obj)
-    if any(fn.key not in index.by_name for fn in prog.functions):
-        index = _FunctionIndex(obj, prog.functions)
+    for fn in prog.functions:
+        if fn.key not in index.by_name:
+            index = _FunctionIndex(obj, prog.functions)
+            break
     graph: dict[tuple[str, str], list[Function]] = {}
     for fn in prog.functions:
         events: list[tuple[int, Function]] = []
@@ -433,12 +435,16 @@ def call_graph(obj: EbpfObject, prog: Program) -> dict[tuple[str, str], list[Fun
                 callee = index.by_name.get((ref.target_section, ref.target))
                 if callee is not None:
                     events.append((ref.insn_index, callee))
+        if len(events) < 2:
+            graph[fn.key] = [callee for _, callee in events]
+            continue
         events.sort(key=lambda e: e[0])
         seen: set[tuple[str, str]] = set()
         out: list[Function] = []
         for _, callee in events:
-            if callee.key not in seen:
-                seen.add(callee.key)
+            key = callee.key
+            if key not in seen:
+                seen.add(key)
                 out.append(callee)
         graph[fn.key] = out
     return graph
@@ -507,8 +513,12 @@ def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32) -> Prog
             state[key] = 2
             order.append(key)
 
-    def children(key: _Key) -> list[_Key]:
-        return [c.key for c in graph.get(key, []) if (key, c.key) not in back_edges]
+    kids: dict[_Key, list[_Key]] = {
+        key: [c.key for c in graph.get(key, ()) if (key, c.key) not in back_edges]
+        if back_edges
+        else [c.key for c in graph.get(key, ())]
+        for key in order
+    }
 
     # Deepest chain and longest chain below each node (post-order: children first).
     best: dict[_Key, int] = {}
@@ -517,7 +527,7 @@ def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32) -> Prog
     longest_next: dict[_Key, _Key | None] = {}
     for key in order:
         b, bn, n, nn = 0, None, 0, None
-        for child in children(key):
+        for child in kids[key]:
             if bn is None or best[child] > b:
                 b, bn = best[child], child
             if longest[child] > n:
@@ -545,7 +555,7 @@ def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32) -> Prog
         if key not in above:
             continue
         here = above[key] + rounded[key]
-        for child in children(key):
+        for child in kids[key]:
             if child not in above or here > above[child]:
                 above[child] = here
                 above_prev[child] = key

@@ -65,12 +65,11 @@ fi
 
 step "python virtual environment (.venv) with pytest-ebpf installed"
 STAMP="$ROOT/.venv/.pytest-ebpf-stamp"
-WANT="$( (cat "$ROOT/pyproject.toml"; echo editable_mode=compat) | sha256sum | cut -d' ' -f1)"
+WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -x "$ROOT/.venv/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   python3 -m venv "$ROOT/.venv"
   "$ROOT/.venv/bin/pip" install --quiet --upgrade pip
-  # compat: a plain .pth path entry, no import hook to run at every interpreter start-up
-  "$ROOT/.venv/bin/pip" install --quiet --config-settings editable_mode=compat -e "$ROOT[test]"
+  "$ROOT/.venv/bin/pip" install --quiet -e "$ROOT[test]"
   echo "$WANT" > "$STAMP"
 fi
 
