@@ -602,6 +602,9 @@ def parse_btf(data: bytes, byteorder: str) -> Btf:
 
     count = len(types)
     for t in types:
+        simple = not (t.members or t.params or t.datasec_vars or t.array)
+        if simple and (t.type is None or t.type < count):  # the common, quick case
+            continue
         for ref in t.referenced_ids():
             if ref >= count:
                 raise ObjectError(

@@ -285,11 +285,14 @@ def all_findings(
     """Every per-program check, plus the program's missing func_info findings (pass
     ``missing_func_info(obj)`` as *func_info* when checking every program of an object, so it
     is computed once)."""
-    out = indirect_calls(obj, prog)
-    out += undefined_calls(obj, prog)
+    kinds = {c.kind for fn in prog.functions for c in fn.calls}
+    out = indirect_calls(obj, prog) if "callx" in kinds else []
+    if "undefined" in kinds:
+        out += undefined_calls(obj, prog)
     out += bad_function_ends(obj, prog)
     out += instruction_counts(obj, prog)
-    out += gpl_only_helpers(obj, prog)
+    if "helper" in kinds:
+        out += gpl_only_helpers(obj, prog)
     if func_info is None:
         func_info = missing_func_info(obj)
     out += [f for f in func_info if f.program == prog.name]
