@@ -644,6 +644,19 @@ def test_corrupt_relocation_symbol_index(multi_path: Path) -> None:
     assert "relocation 0 in '.relxdp' refers to symbol 65535" in message
 
 
+def test_ld_imm64_cut_by_function_end(multi_path: Path, multi: EbpfObject) -> None:
+    """An ld_imm64 whose second slot would lie in the next function: named, not decoded."""
+    fn = next(f for f in multi.functions
+              if any(g.section == f.section and g.offset == f.end for g in multi.functions))
+    data = bytearray(multi_path.read_bytes())
+    hdr = _section_header_offset(bytes(data), fn.section)
+    sec_off, = struct.unpack_from("<Q", data, hdr + 0x18)
+    data[sec_off + (fn.end - 1) * 8] = 0x18  # the function's last slot becomes an ld_imm64
+    message = _load_error(bytes(data))
+    assert f"section {fn.section!r}: function {fn.name!r}: truncated ld_imm64" in message
+    assert "second slot is missing" in message, message
+
+
 def test_corrupt_relocation_target_section(multi_path: Path) -> None:
     data = bytearray(multi_path.read_bytes())
     hdr = _section_header_offset(bytes(data), ".relxdp")
