@@ -729,17 +729,14 @@ def decode(data: bytes, byteorder: str, base: int = 0) -> tuple[Insn, ...]:
     slot = _slot_struct(byteorder)
     if len(data) % INSN_SIZE:
         raise ObjectError(f"instruction bytes length {len(data)} is not a multiple of {INSN_SIZE}")
-    big = byteorder == "big"
+    dst_of, src_of = register_tables(byteorder)
     slots = list(slot.iter_unpack(data))
     out: list[Insn] = []
     i = 0
     count = len(slots)
     while i < count:
         opcode, regs, off, imm = slots[i]
-        if big:
-            dst, src = regs >> 4, regs & 0x0F
-        else:
-            dst, src = regs & 0x0F, regs >> 4
+        dst, src = dst_of[regs], src_of[regs]
         if opcode == _LD_IMM64_OPCODE:
             if i + 1 >= count:
                 raise ObjectError(f"truncated ld_imm64 at insn {base + i}")
@@ -763,16 +760,15 @@ def _slot_struct(byteorder: str) -> struct.Struct:
 def decode_at(data: bytes, byteorder: str, slot: int, base: int = 0) -> Insn:
     """The one instruction starting at *slot* of *data* (index ``base + slot``), without decoding
     the others. The caller knows *slot* starts an instruction (see :func:`second_slots`)."""
-    opcode, regs, off, imm = _slot_struct(byteorder).unpack_from(data, slot * INSN_SIZE)
-    if byteorder == "big":
-        dst, src = regs >> 4, regs & 0x0F
-    else:
-        dst, src = regs & 0x0F, regs >> 4
+    layout = _slot_struct(byteorder)
+    opcode, regs, off, imm = layout.unpack_from(data, slot * INSN_SIZE)
+    dst_of, src_of = register_tables(byteorder)
+    dst, src = dst_of[regs], src_of[regs]
     if opcode != _LD_IMM64_OPCODE:
         return _insn(base + slot, opcode, dst, src, off, imm)
     if (slot + 2) * INSN_SIZE > len(data):
         raise ObjectError(f"truncated ld_imm64 at insn {base + slot}")
-    high = _SLOT[byteorder].unpack_from(data, (slot + 1) * INSN_SIZE)[3] & 0xFFFFFFFF
+    high = layout.unpack_from(data, (slot + 1) * INSN_SIZE)[3] & 0xFFFFFFFF
     return _insn(base + slot, opcode, dst, src, off, imm, (high << 32) | (imm & 0xFFFFFFFF), 2)
 
 
