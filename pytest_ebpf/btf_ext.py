@@ -39,6 +39,7 @@ __all__ = [
     "LineInfo",
     "line_for",
     "parse_btf_ext",
+    "raw_line_info",
 ]
 
 #: Header formats (without the byte-order prefix): the part every BTF.ext has and the
@@ -406,6 +407,15 @@ def parse_btf_ext(data: bytes, byteorder: str, btf: Btf) -> BtfExt:
         make_core,
     )
     return BtfExt(header=header, func_info=func_info, line_info=line_info, core_relos=core_relos)
+
+
+def raw_line_info(ext: BtfExt, section: str) -> list[tuple[int, int, int, int]]:
+    """The line_info records of *section* as stored: ``(insn_off, file_name_off, line_off,
+    line_col)`` (string offsets into the ``.BTF`` string section, as the kernel wants them)."""
+    lines = ext.line_info
+    if isinstance(lines, _LazyLines):
+        return [(r[0], r[1], r[2], r[3]) for r in lines.raw(section)]
+    return []  # no line_info block
 
 
 def line_for(ext: BtfExt, section: str, insn_byte_off: int) -> LineInfo | None:

@@ -22,16 +22,38 @@ def _inspect(args: argparse.Namespace) -> int:
     from pytest_ebpf.inspect_cmd import run_inspect
 
     code: int = run_inspect(args.object, as_json=args.json or args.pretty,
-                            stack_frame=args.stack_frame, pretty=args.pretty)
+                            stack_frame=args.stack_frame, pretty=args.pretty,
+                            max_size=args.max_object_size)
     return code
 
 
 def _verify(args: argparse.Namespace) -> int:
+    import os
+
+    from pytest_ebpf.object_file import MAX_OBJECT_SIZE_ENV
     from pytest_ebpf.verify_cmd import run_verify
+
+    if args.max_object_size is not None:  # load_object reads it (option > env > default)
+        os.environ[MAX_OBJECT_SIZE_ENV] = str(args.max_object_size)
 
     code: int = run_verify(args.object, as_json=args.json or args.pretty, loader=args.loader,
                            pretty=args.pretty)
     return code
+
+
+def _size(text: str) -> int:
+    from pytest_ebpf.object_file import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _max_size_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-object-size", type=_size, default=None, metavar="SIZE",
+                   help="refuse object files larger than this, in bytes or with K/M/G "
+                        "(default: $PYTEST_EBPF_MAX_OBJECT_SIZE, else 256M)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     ins.add_argument("--pretty", action="store_true", help="JSON output, indented")
     ins.add_argument("--stack-frame", type=int, default=32, choices=(32, 16),
                      help="round each frame to this many bytes for the combined depth")
+    _max_size_option(ins)
     ins.set_defaults(func=_inspect)
     ver = sub.add_parser("verify", help="load every program into the kernel (root) and print "
                          "the verifier's verdict")
@@ -58,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="machine-readable output (one line)")
     ver.add_argument("--pretty", action="store_true", help="JSON output, indented")
     ver.add_argument("--loader", default="auto", choices=("auto", "bpftool", "native"))
+    _max_size_option(ver)
     ver.set_defaults(func=_verify)
     return p
 

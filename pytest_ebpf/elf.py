@@ -5,8 +5,9 @@ order), the way ``packaging``'s ``_elffile`` reads ELF headers: no third-party p
 ``pytest-ebpf inspect`` fast (importing pyelftools alone costs about half of llvm-objdump's time
 on a 60,000-instruction object); the test suite cross-checks this reader against pyelftools.
 Relocation sections are decoded on first access to their target section. Everything that can go
-wrong while reading a file is reported as one :class:`~pytest_ebpf.errors.ObjectError`; no
-``struct`` error, ``IndexError`` or decoding error escapes.
+wrong while reading a file is reported as one :class:`~pytest_ebpf.errors.ObjectError`: every
+offset, size, count and index is checked before it is used (there is no blanket ``except``, so
+any other exception is a bug of this module).
 
 The result, :class:`ElfImage`, is plain data (frozen dataclasses, bytes and tuples).
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pytest_ebpf.errors import ObjectError
+from pytest_ebpf.object_file import read_object_file
 
 __all__ = [
     "EM_BPF",
@@ -222,11 +224,17 @@ class ElfImage:
 # --------------------------------------------------------------------------------------------
 
 
-def read_elf(source: str | os.PathLike[str] | bytes, name: str | None = None) -> ElfImage:
+def read_elf(
+    source: str | os.PathLike[str] | bytes,
+    name: str | None = None,
+    max_size: int | str | None = None,
+) -> ElfImage:
     """Read and validate an eBPF ELF object from a path or from bytes.
 
-    *name* labels the object in error messages when *source* is bytes. Raises
-    :class:`ObjectError` for anything that is not a readable 64-bit ``EM_BPF`` ELF file.
+    *name* labels the object in error messages when *source* is bytes. A path is read with
+    :func:`~pytest_ebpf.object_file.read_object_file`: regular files only, at most *max_size*
+    bytes. Raises :class:`ObjectError` for anything that is not a readable 64-bit ``EM_BPF``
+    ELF file.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -234,22 +242,10 @@ def read_elf(source: str | os.PathLike[str] | bytes, name: str | None = None) ->
     else:
         label = name if name is not None else os.fspath(source)
         try:
-            with open(source, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise ObjectError(f"cannot read file: {exc.strerror or exc}", label) from exc
-    try:
-        return _parse(data, label)
-    except ObjectError:
-        raise
-    except (struct.error, IndexError, ValueError, OverflowError) as exc:
-        raise ObjectError(f"corrupt ELF file: {_describe(exc)}", label) from exc
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    detail = text[0] if text else ""
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+            data = read_object_file(source, max_size)
+        except ObjectError as exc:
+            raise ObjectError(exc.reason, label) from exc
+    return _parse(data, label)
 
 
 def _parse(data: bytes, label: str | None) -> ElfImage:
@@ -448,6 +444,7 @@ def _read_symbols(
                     label,
                 )
             section_index = st_shndx
+            _check_symbol_extent(sections[st_shndx], index, st_value, st_size, label)
         name = _cstring(strtab, st_name, f"name of symbol {index}", label) if st_name else ""
         if not name and sym_type == "section" and section_index is not None:
             name = sections[section_index].name
@@ -465,6 +462,21 @@ def _read_symbols(
             )
         )
     return tuple(out)
+
+
+def _check_symbol_extent(
+    sec: ElfSection, index: int, value: int, size: int, label: str | None
+) -> None:
+    """A symbol of a data section (allocated, not executable) must lie inside the section:
+    loaders turn its value into a u32 offset of the section's map."""
+    if not sec.alloc or sec.executable:
+        return
+    if value > sec.size or size > sec.size - value:
+        raise ObjectError(
+            f"symbol {index} ({size} bytes at offset {value}) lies outside its section "
+            f"{sec.name!r} ({sec.size} bytes)",
+            label,
+        )
 
 
 class _Relocations(Mapping[int, "tuple[ElfReloc, ...]"]):

@@ -27,8 +27,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_ebpf.btf import parse_btf
+from pytest_ebpf.btf_ext import raw_line_info
 from pytest_ebpf.elf import ElfImage, read_elf
-from pytest_ebpf.errors import EbpfError
+from pytest_ebpf.errors import EbpfError, ObjectError
 from pytest_ebpf.kernel import (
     BPF_ATTACH_TYPE,
     BPF_F_RDONLY_PROG,
@@ -80,69 +82,30 @@ class _Extras:
 
 
 def _read_extras(obj: EbpfObject) -> tuple[_Extras, list[str]]:
-    notes: list[str] = []
     if obj.path is None:
         return _Extras(None), ["object has no file path: loaded without BTF"]
     try:
         image = read_elf(obj.path)
     except EbpfError as exc:
         return _Extras(None), [f"cannot re-read {obj.path} for BTF ({exc}): loaded without BTF"]
+    return extras_from_image(obj, image), []
+
+
+def extras_from_image(obj: EbpfObject, image: ElfImage) -> _Extras:
+    """The raw ``.BTF`` of *image* and the func_info/line_info records of *obj*'s ``.BTF.ext``
+    (checked when the object was loaded; string offsets are kept: the kernel wants them).
+    Offline: no ``bpf()`` call."""
     extras = _Extras(image)
     btf = image.section(".BTF")
     if btf is not None and btf.data:
         extras.btf_raw = btf.data
-    ext = image.section(".BTF.ext")
-    if ext is not None and ext.data and extras.btf_raw is not None:
-        try:
-            extras.func_info, extras.line_info = _parse_btf_ext(ext.data, image, extras.btf_raw)
-        except (struct.error, ValueError, UnicodeDecodeError) as exc:
-            notes.append(f".BTF.ext unreadable ({exc}): no func_info/line_info")
-    return extras, notes
-
-
-def _btf_string(btf_raw: bytes, end: str, offset: int) -> str:
-    hdr_len, _to, _tl, str_off, str_len = struct.unpack_from(end + "IIIII", btf_raw, 4)
-    base = hdr_len + str_off
-    if offset >= str_len:
-        raise ValueError(f"BTF string offset {offset} out of range")
-    stop = btf_raw.index(b"\0", base + offset)
-    return btf_raw[base + offset : stop].decode()
-
-
-def _parse_btf_ext(
-    data: bytes, image: ElfImage, btf_raw: bytes
-) -> tuple[dict[str, list[tuple[int, int]]], dict[str, list[tuple[int, int, int, int]]]]:
-    """Raw func_info (insn_off bytes, type_id) and line_info (insn_off bytes, file_name_off,
-    line_off, line_col) records per section (string offsets are kept: the kernel wants them)."""
-    end = "<" if image.byteorder == "little" else ">"
-    hdr_len, func_off, func_len, line_off, line_len = struct.unpack_from(end + "IIIII", data, 4)
-
-    def block(off: int, length: int, nfields: int) -> dict[str, list[tuple[int, ...]]]:
-        out: dict[str, list[tuple[int, ...]]] = {}
-        if length == 0:
-            return out
-        pos = hdr_len + off
-        stop = pos + length
-        (rec_size,) = struct.unpack_from(end + "I", data, pos)
-        pos += 4
-        if rec_size < 4 * nfields:
-            raise ValueError(f"record size {rec_size} too small")
-        while pos < stop:
-            name_off, count = struct.unpack_from(end + "II", data, pos)
-            pos += 8
-            name = _btf_string(btf_raw, end, name_off)
-            recs = out.setdefault(name, [])
-            for _ in range(count):
-                recs.append(struct.unpack_from(end + "I" * nfields, data, pos))
-                pos += rec_size
-        return out
-
-    funcs = block(func_off, func_len, 2)
-    lines = block(line_off, line_len, 4)
-    return (
-        {k: [(r[0], r[1]) for r in v] for k, v in funcs.items()},
-        {k: [(r[0], r[1], r[2], r[3]) for r in v] for k, v in lines.items()},
-    )
+    ext = obj.btf_ext
+    if ext is not None and extras.btf_raw is not None:
+        extras.func_info = {
+            sec: [(f.insn_off, f.type_id) for f in recs] for sec, recs in ext.func_info.items()
+        }
+        extras.line_info = {sec: raw_line_info(ext, sec) for sec in ext.line_info}
+    return extras
 
 
 # --- BTF fix-ups --------------------------------------------------------------------------------
@@ -156,56 +119,48 @@ _BTF_EXTRA = {
 _KIND_DATASEC = 15
 
 
+_U32_MAX = 0xFFFFFFFF
+
+
 def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
     """Fill in what the compiler leaves to the loader, as libbpf does: each DATASEC's size (0 in
     ``.o`` files) from its ELF section, and each variable's offset from its symbol. DATASECs of
-    sections that do not exist (externs) are left alone. Returns the new blob and remarks."""
-    end = "<" if image.byteorder == "little" else ">"
+    sections that do not exist (externs) are left alone. Returns the new blob and remarks.
+
+    The blob is read with :func:`~pytest_ebpf.btf.parse_btf` (in the byte order its magic says);
+    :class:`ObjectError` when it is malformed or a size or offset does not fit a DATASEC's u32."""
+    btf = parse_btf(btf_raw, image.byteorder)
+    end = "<" if btf.header.byteorder == "little" else ">"
     blob = bytearray(btf_raw)
-    hdr_len, type_off, type_len, _so, _sl = struct.unpack_from(end + "IIIII", blob, 4)
-    pos = hdr_len + type_off
-    stop = pos + type_len
-    notes: list[str] = []
+    pos = btf.header.hdr_len + btf.header.type_off
     symbols: dict[tuple[int, str], int] = {}
     for sym in image.symbols:
         if sym.section_index is not None and sym.name and sym.type not in ("section", "file"):
             symbols.setdefault((sym.section_index, sym.name), sym.value)
-    while pos < stop:
-        name_off, info, size = struct.unpack_from(end + "III", blob, pos)
-        kind = (info >> 24) & 0x1F
-        vlen = info & 0xFFFF
-        if kind not in _BTF_EXTRA:
-            notes.append(f"unknown BTF kind {kind}: BTF left as is")
-            return bytes(btf_raw), notes
-        fixed, per = _BTF_EXTRA[kind]
-        if kind == _KIND_DATASEC:
-            name = _btf_string(btf_raw, end, name_off)
-            sec = image.section(name)
-            if sec is not None:
-                if size != sec.size:
-                    struct.pack_into(end + "I", blob, pos + 8, sec.size)
-                for i in range(vlen):
-                    at = pos + 12 + i * 12
-                    var_id, _off, _size = struct.unpack_from(end + "III", blob, at)
-                    var_name = _btf_var_name(btf_raw, end, var_id, hdr_len + type_off, stop)
-                    value = symbols.get((sec.index, var_name)) if var_name else None
-                    if value is not None:
-                        struct.pack_into(end + "I", blob, at + 4, value)
-        pos += 12 + fixed + per * vlen
-    return bytes(blob), notes
-
-
-def _btf_var_name(btf_raw: bytes, end: str, type_id: int, start: int, stop: int) -> str | None:
-    pos, current = start, 1
-    while pos < stop:
-        name_off, info, _size = struct.unpack_from(end + "III", btf_raw, pos)
-        kind = (info >> 24) & 0x1F
-        if current == type_id:
-            return _btf_string(btf_raw, end, name_off)
-        fixed, per = _BTF_EXTRA.get(kind, (0, 0))
-        pos += 12 + fixed + per * (info & 0xFFFF)
-        current += 1
-    return None
+    for t in btf.types[1:]:
+        fixed, per = _BTF_EXTRA[t.kind_num]
+        sec = image.section(t.name) if t.kind_num == _KIND_DATASEC else None
+        if sec is not None:
+            if sec.size > _U32_MAX:
+                raise ObjectError(
+                    f"section {sec.name!r} is {sec.size} bytes, more than its BTF DATASEC can "
+                    "describe (4 GiB)"
+                )
+            if t.size != sec.size:
+                struct.pack_into(end + "I", blob, pos + 8, sec.size)
+            for i, var in enumerate(t.datasec_vars):
+                name = btf.types[var.type].name  # parse_btf checked the id
+                value = symbols.get((sec.index, name)) if name else None
+                if value is None:
+                    continue
+                if value > _U32_MAX:
+                    raise ObjectError(
+                        f"symbol {name!r} of section {sec.name!r} is at offset {value}, more "
+                        "than its BTF DATASEC can describe (4 GiB)"
+                    )
+                struct.pack_into(end + "I", blob, pos + 12 + i * 12 + 4, value)
+        pos += 12 + fixed + per * t.vlen
+    return bytes(blob), []
 
 
 # --- linking ------------------------------------------------------------------------------------
