@@ -8,11 +8,12 @@ and the fix.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from typing import Union
 
 from pytest_ebpf import checks
-from pytest_ebpf.helpers_table import helper_name
+from pytest_ebpf.helpers_table import HELPERS, helper_id, helper_name
 from pytest_ebpf.model import EbpfObject, Function, Program
 from pytest_ebpf.report import Case, fail
 from pytest_ebpf.stack import program_stack, stack_problems
@@ -137,13 +138,24 @@ def assert_max_instructions(target: Target, limit: int = 1_000_000,
              cases)
 
 
+def _known_helper(name: str) -> str:
+    """The helper's full name (``map_lookup_elem`` -> ``bpf_map_lookup_elem``); an unknown name
+    is a ValueError naming the nearest known helper."""
+    helper = helper_id(name)
+    if helper is not None:
+        return helper_name(helper)
+    close = difflib.get_close_matches(name, HELPERS.values(), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else "; helper names are bpf_<name>"
+    raise ValueError(f"assert_helpers: allowed names an unknown helper {name!r}{hint}")
+
+
 def assert_helpers(target: Target, allowed: Iterable[int | str],
                    programs: Names = None) -> None:
     """Every helper a program calls is in ``allowed`` (ids, or names such as
     ``bpf_map_lookup_elem``)."""
     __tracebackhide__ = True
     _, progs = _select(target, programs)
-    allowed_names = {helper_name(a) if isinstance(a, int) else a for a in allowed}
+    allowed_names = {helper_name(a) if isinstance(a, int) else _known_helper(a) for a in allowed}
     cases = []
     for p in progs:
         extra = sorted({helper_name(h) for h in checks.helpers_used(p)} - allowed_names)

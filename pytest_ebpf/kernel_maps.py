@@ -5,18 +5,22 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import functools
+import sys
 from collections.abc import Iterator
 
 from pytest_ebpf.kernel_abi import (
     BPF_ANY,
     BPF_CMD,
+    BPF_MAP_TYPE,
     PERCPU_MAP_TYPES,
     ElemAttr,
     MapCreateAttr,
 )
+from pytest_ebpf.kernel_objects import map_info
 from pytest_ebpf.kernel_sys import (
     Fd,
     FdLike,
+    KernelError,
     addressof,
     bpf_call,
     fail,
@@ -110,7 +114,8 @@ def map_update(fd: FdLike, key: bytes, value: bytes, flags: int = BPF_ANY) -> No
     attr = ElemAttr(map_fd=fdnum(fd), key=ptr(kbuf), value=ptr(vbuf), flags=flags)
     ret = bpf_call(BPF_CMD["MAP_UPDATE_ELEM"], attr)
     if ret < 0:
-        raise fail(BPF_CMD["MAP_UPDATE_ELEM"], -ret)
+        detail = _update_detail(fd, key) if -ret == _errno.E2BIG else ""
+        raise fail(BPF_CMD["MAP_UPDATE_ELEM"], -ret, detail=detail)
 
 
 def map_delete(fd: FdLike, key: bytes) -> bool:
@@ -144,3 +149,24 @@ def map_freeze(fd: FdLike) -> None:
     ret = bpf_call(BPF_CMD["MAP_FREEZE"], ElemAttr(map_fd=fdnum(fd)))
     if ret < 0:
         raise fail(BPF_CMD["MAP_FREEZE"], -ret)
+
+
+# Maps indexed by a u32 whose update refuses an index >= max_entries with E2BIG.
+_INDEXED = frozenset(BPF_MAP_TYPE[t] for t in (
+    "array", "percpu_array", "prog_array", "perf_event_array", "cgroup_array", "array_of_maps",
+    "devmap", "cpumap", "xskmap", "sockmap",
+))  # fmt: skip
+
+
+def _update_detail(fd: FdLike, key: bytes) -> str:
+    """E2BIG from an update: a key out of an array's range, or a full map."""
+    try:
+        info = map_info(fd)
+    except KernelError:
+        return ""
+    label = f"map {info.name}" if info.name else "the map"
+    if info.type in _INDEXED and len(key) >= 4:
+        index = int.from_bytes(key[:4], sys.byteorder)
+        return (f"key {index} is out of range: {label} is an array of {info.max_entries} "
+                f"entries, so its keys are 0..{info.max_entries - 1}")
+    return f"{label} is full: it holds at most {info.max_entries} entries (max_entries)"

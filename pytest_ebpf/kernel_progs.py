@@ -8,16 +8,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
+from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.kernel_abi import (
     BPF_CMD,
     BPF_LOG_LEVEL1,
     BPF_LOG_STATS,
+    BPF_PROG_TYPE,
     INSN_SIZE,
     BtfLoadAttr,
     ProgLoadAttr,
     TestRunAttr,
 )
+from pytest_ebpf.kernel_objects import prog_info
 from pytest_ebpf.kernel_sys import (
+    ENOTSUPP,
     MAX_LOG_SIZE,
     MIN_LOG_SIZE,
     NR_BPF,
@@ -36,6 +40,7 @@ from pytest_ebpf.kernel_sys import (
     ptr,
     sizeof,
     syscall_fn,
+    type_phrase,
 )
 from pytest_ebpf.verifier_log import VerifierSummary, parse_verifier_log
 
@@ -239,6 +244,8 @@ def prog_test_run(
                 f"output buffer too small: data_out needs {attr.data_size_out} bytes, "
                 f"ctx_out {attr.ctx_size_out}; pass a larger data_size_out/ctx_size_out"
             )
+        elif err in (ENOTSUPP, _errno.EOPNOTSUPP, _errno.EINVAL):
+            detail = _test_run_detail(attr.prog_fd, err, n)
         raise fail(_TEST_RUN, err, detail=detail)
     return TestRunResult(
         attr.retval,
@@ -246,3 +253,35 @@ def prog_test_run(
         cast(bytes, cout[: attr.ctx_size_out]) if ctx_size_out else None,
         attr.duration,
     )
+
+
+ETH_HLEN = 14
+# Test runs that build an Ethernet frame from data_in (net/bpf/test_run.c: bpf_test_init()).
+_PACKET_TYPES = frozenset((
+    "xdp", "sched_cls", "sched_act", "socket_filter", "cgroup_skb", "lwt_in", "lwt_out",
+    "lwt_xmit", "lwt_seg6local", "flow_dissector",
+))  # fmt: skip
+_TYPE_NAMES = {number: name for name, number in BPF_PROG_TYPE.items()}
+
+
+def _prog_type_name(prog_fd: int) -> str | None:
+    try:
+        return _TYPE_NAMES.get(prog_info(prog_fd).type)
+    except (OSError, ValueError, EbpfError):  # the fd may be gone: keep the kernel error
+        return None
+
+
+def _test_run_detail(prog_fd: int, err: int, size: int) -> str:
+    """The cause of a failed test run, in words, when it is a known one."""
+    prog_type = _prog_type_name(prog_fd)
+    if prog_type is None:
+        return ""
+    if err in (ENOTSUPP, _errno.EOPNOTSUPP):
+        return (f"the kernel cannot test-run {type_phrase(prog_type)} (BPF_PROG_TEST_RUN has "
+                "no runner for this type); fix: attach it for real, or test its logic in an "
+                "XDP, TC, socket-filter or raw_tracepoint program")
+    if prog_type in _PACKET_TYPES and size < ETH_HLEN:
+        return (f"the packet is {size} byte{'' if size == 1 else 's'}, shorter than an Ethernet "
+                f"header: a test run of "
+                f"{type_phrase(prog_type)} needs at least ETH_HLEN = {ETH_HLEN} bytes of data")
+    return ""

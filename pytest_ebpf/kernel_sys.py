@@ -175,3 +175,71 @@ def in_buf(data: bytes) -> ctypes.Array[ctypes.c_char] | None:
 
 def log_text(buf: ctypes.Array[ctypes.c_char] | None) -> str:
     return buf.value.decode("utf-8", "replace") if buf is not None else ""
+
+
+# --- capabilities: which one a permission error is about ------------------------------------
+
+CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 12, 21, 38, 39
+_CAP_NAMES = {CAP_NET_ADMIN: "CAP_NET_ADMIN", CAP_PERFMON: "CAP_PERFMON", CAP_BPF: "CAP_BPF"}
+# kernel/bpf/syscall.c: is_net_admin_prog_type() and is_perfmon_prog_type()
+NET_ADMIN_TYPES = frozenset((
+    "sched_cls", "sched_act", "xdp", "lwt_in", "lwt_out", "lwt_xmit", "lwt_seg6local", "sk_skb",
+    "sk_msg", "flow_dissector", "cgroup_device", "cgroup_sock", "cgroup_sock_addr",
+    "cgroup_sockopt", "cgroup_sysctl", "sock_ops", "ext", "netfilter",
+))  # fmt: skip
+PERFMON_TYPES = frozenset((
+    "kprobe", "tracepoint", "perf_event", "raw_tracepoint", "raw_tracepoint_writable",
+    "tracing", "lsm", "struct_ops", "ext",
+))  # fmt: skip
+_DISPLAY = {"xdp": "XDP", "sched_cls": "TC (sched_cls)", "sched_act": "TC action (sched_act)",
+            "lsm": "LSM"}
+
+
+def effective_caps(status: str = "/proc/self/status") -> int | None:
+    """The effective capability set (``CapEff`` of /proc/self/status), None when unreadable."""
+    try:
+        with open(status) as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def caps_needed(prog_type: str) -> list[int]:
+    """The capabilities the kernel checks to load a *prog_type* program (each one is also
+    granted by CAP_SYS_ADMIN)."""
+    needed = [CAP_BPF]
+    if prog_type in NET_ADMIN_TYPES:
+        needed.append(CAP_NET_ADMIN)
+    if prog_type in PERFMON_TYPES:
+        needed.append(CAP_PERFMON)
+    return needed
+
+
+def type_phrase(prog_type: str) -> str:
+    """``an XDP program``, ``a kprobe program``."""
+    shown = _DISPLAY.get(prog_type, prog_type)
+    article = "an" if shown[:1] in tuple("aeiouXL") else "a"
+    return f"{article} {shown} program"
+
+
+def permission_message(prog_type: str, caps: int | None = None) -> str:
+    """Why loading a *prog_type* program was refused with EPERM: the capabilities it needs and
+    the ones this process lacks (from its effective set)."""
+    caps = effective_caps() if caps is None else caps
+    needed = caps_needed(prog_type)
+    text = (f"permission denied: loading {type_phrase(prog_type)} needs "
+            f"{' and '.join(_CAP_NAMES[c] for c in needed)}")
+    if caps is None:
+        return text + " (or CAP_SYS_ADMIN); fix: run as root"
+    if caps >> CAP_SYS_ADMIN & 1:
+        lacking: list[int] = []
+    else:
+        lacking = [c for c in needed if not caps >> c & 1]
+    if lacking:
+        names = " and ".join(_CAP_NAMES[c] for c in lacking)
+        return f"{text}; this process lacks {names} (fix: run as root or grant {names})"
+    return (f"{text}; this process has them, so something else refused it (kernel lockdown, "
+            "an LSM such as SELinux or AppArmor, or a user namespace)")

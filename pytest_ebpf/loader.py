@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import difflib
 import os
 import shutil
-import subprocess
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal, TypeVar, Union
 
 from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.kernel import (
@@ -42,29 +41,84 @@ from pytest_ebpf.kernel import (
     possible_cpus,
 )
 from pytest_ebpf.model import EbpfObject
+from pytest_ebpf.pins import (
+    BPFFS,
+    PIN_PREFIX,
+    PinError,
+    ensure_bpffs,
+    release_session_pin_dir,
+    remove_stale_pin_dirs,
+    remove_tree,
+    session_pin_dir,
+    stale_pin_dirs,
+)
 
 __all__ = [
     "BPFFS",
+    "PIN_PREFIX",
     "LoadResult",
     "LoadedObject",
     "LoaderError",
     "MapHandle",
+    "PinError",
+    "UnknownNameError",
     "bpftool_path",
     "choose_loader",
+    "ensure_bpffs",
     "load_all",
     "load_program",
+    "nearest",
+    "remove_stale_pin_dirs",
+    "session_pin_dir",
+    "stale_pin_dirs",
 ]
 
 LoaderName = Literal["bpftool", "native"]
+Cause = Literal["verifier", "permission", "open", "loader"]
 Requested = Literal["auto", "bpftool", "native"]
 KeyLike = Union[bytes, bytearray, int, ctypes.Structure, ctypes.Union, ctypes.Array]  # type: ignore[type-arg]
 
-BPFFS = Path("/sys/fs/bpf")
 DEFAULT_LOG_LEVEL = 1 | 4  # BPF_LOG_LEVEL1 | BPF_LOG_STATS: the log ends with "stack depth"
 
 
 class LoaderError(EbpfError):
     """The object cannot be loaded at all with the requested loader (e.g. bpftool missing)."""
+
+
+def nearest(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'X'?"`` for the closest of *known* (difflib), or ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class UnknownNameError(KeyError, LookupError):
+    """An unknown map or program name. A :class:`KeyError` (``except KeyError`` still works)
+    whose message lists the known names and the nearest one."""
+
+    def __init__(self, kind: str, name: object, known: Iterable[str]) -> None:
+        names = sorted(known)
+        self.name = name
+        self.known = tuple(names)
+        listed = ", ".join(names) or "none"
+        hint = nearest(name, names) if isinstance(name, str) else ""
+        super().__init__(f"no {kind} {name!r} in this load; {kind}s: {listed}{hint}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+_V = TypeVar("_V")
+
+
+class NamedDict(dict[str, _V]):
+    """A dict whose missing keys raise :class:`UnknownNameError` naming the known ones."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def __missing__(self, key: str) -> _V:
+        raise UnknownNameError(self.kind, key, self.keys())
 
 
 @dataclass(frozen=True)
@@ -90,6 +144,26 @@ class LoadResult:
     loader: LoaderName
     notes: tuple[str, ...] = ()
     """Loader remarks (e.g. "BTF refused by the kernel: loaded without BTF")."""
+    cause: Cause | None = None
+    """Why it is not loaded: ``verifier`` (the verifier rejected it), ``permission`` (this
+    process lacks a capability), ``open`` (bpftool/libbpf could not open the object),
+    ``loader`` (the loader could not prepare it: linking, an unsupported feature...). None when
+    loaded; a rejection without a cause is the verifier's."""
+
+    @property
+    def why(self) -> str:
+        """The reason in words, its cause first ("rejected by the verifier: ...")."""
+        if self.loaded:
+            return "loaded"
+        cause = self.cause or "verifier"
+        if cause == "verifier":
+            return f"rejected by the verifier: {self.error}"
+        if cause == "open":
+            return f"bpftool/libbpf could not open the object: {self.error}"
+        if cause == "permission":
+            return str(self.error)
+        text = str(self.error)
+        return text if text.startswith("not loaded") else f"not loaded: {text}"
 
 
 def _as_bytes(value: object, size: int, what: str) -> bytes:
@@ -181,8 +255,8 @@ class LoadedObject:
         self.object = obj
         self.loader: LoaderName = loader
         self.reason = reason
-        self.results: dict[str, LoadResult] = {}
-        self.maps: dict[str, MapHandle] = {}
+        self.results: NamedDict[LoadResult] = NamedDict("program")
+        self.maps: NamedDict[MapHandle] = NamedDict("map")
         self._prog_fds: dict[str, Fd] = {}
         self._other_fds: list[Fd] = []
         self._pins: list[Path] = []
@@ -197,16 +271,15 @@ class LoadedObject:
         if fd is None:
             res = self.results.get(name)
             if res is None:
-                have = ", ".join(self.results) or "none"
-                raise LookupError(f"no program {name!r} in this load; programs: {have}")
-            raise LookupError(f"program {name!r} is not loaded: {res.error}")
+                raise UnknownNameError("program", name, self.results)
+            reason = res.error if (res.cause or "verifier") == "verifier" else res.why
+            raise LookupError(f"program {name!r} is not loaded: {reason}")
         return fd.fileno()
 
     def map_fd(self, name: str) -> int:
         handle = self.maps.get(name)
         if handle is None:
-            have = ", ".join(self.maps) or "none"
-            raise LookupError(f"no map {name!r} in this load; maps: {have}")
+            raise UnknownNameError("map", name, self.maps)
         return handle.fd.fileno()
 
     @property
@@ -249,8 +322,8 @@ class LoadedObject:
             with contextlib.suppress(FileNotFoundError):
                 pin.unlink()
         for d in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
-            _remove_tree(d)
-        _remove_session_dir_if_empty()
+            remove_tree(d)
+        release_session_pin_dir()
 
     def __enter__(self) -> LoadedObject:
         return self
@@ -261,92 +334,6 @@ class LoadedObject:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._prog_fds)} programs loaded"
         return f"<LoadedObject {self.object.path} via {self.loader}: {state}>"
-
-
-# --- pin directories ----------------------------------------------------------------------------
-
-_counter_lock = threading.Lock()
-_counter = 0
-
-
-def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
-
-
-PIN_PREFIX = "pytest-ebpf-"
-
-
-def session_pin_dir() -> Path:
-    """``/sys/fs/bpf/pytest-ebpf-<pid>-<xdist worker>``: this process's private pin root."""
-    return BPFFS / f"{PIN_PREFIX}{os.getpid()}-{_worker()}"
-
-
-def stale_pin_dirs() -> list[Path]:
-    """Pin roots of processes that have exited (a crash, SIGKILL): nobody will remove them."""
-    if not BPFFS.is_dir():
-        return []
-    stale = []
-    for entry in BPFFS.glob(f"{PIN_PREFIX}*"):
-        pid = entry.name[len(PIN_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            stale.append(entry)
-    return sorted(stale)
-
-
-def remove_stale_pin_dirs() -> None:
-    """Remove what :func:`stale_pin_dirs` finds."""
-    for entry in stale_pin_dirs():
-        _remove_tree(entry)
-
-
-def ensure_bpffs() -> None:
-    """Mount the BPF filesystem at /sys/fs/bpf when it is not mounted (needs root)."""
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 3 and parts[1] == str(BPFFS) and parts[2] == "bpf":
-                    return
-    except OSError:
-        return
-    proc = subprocess.run(
-        ["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise LoaderError(f"cannot mount bpffs at {BPFFS}: {proc.stderr.strip()}")
-
-
-def new_pin_dir(loaded: LoadedObject) -> Path:
-    """A fresh directory for one load under :func:`session_pin_dir` (registered for removal)."""
-    global _counter
-    ensure_bpffs()
-    root = session_pin_dir()
-    with _counter_lock:
-        _counter += 1
-        n = _counter
-    path = root / f"load{n}"
-    root.mkdir(exist_ok=True)
-    path.mkdir()
-    loaded._made_dir(path)
-    return path
-
-
-def _remove_tree(path: Path) -> None:
-    if not path.exists():
-        return
-    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        with contextlib.suppress(FileNotFoundError):
-            if child.is_dir() and not child.is_symlink():
-                child.rmdir()
-            else:
-                child.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        path.rmdir()
-
-
-def _remove_session_dir_if_empty() -> None:
-    with contextlib.suppress(OSError):
-        session_pin_dir().rmdir()
 
 
 # --- choosing and dispatching -------------------------------------------------------------------
@@ -383,6 +370,12 @@ def _aya_btf_maps(obj: EbpfObject) -> list[str]:
     return out
 
 
+def unsafe_pin_names(obj: EbpfObject) -> list[str]:
+    """Program and map names that libbpf would turn into pin paths outside its directory."""
+    names = [p.name for p in obj.programs] + [m.name for m in obj.maps]
+    return [n for n in names if "/" in n or n in ("", ".", "..")]
+
+
 def choose_loader(obj: EbpfObject, requested: str = "auto") -> tuple[LoaderName, str]:
     """Which loader to use, and why. ``auto``: bpftool when the object has no legacy ``maps``
     section, no Aya-style BTF maps and bpftool is installed; else native."""
@@ -391,6 +384,13 @@ def choose_loader(obj: EbpfObject, requested: str = "auto") -> tuple[LoaderName,
     if requested == "bpftool":
         if bpftool_path() is None:
             raise LoaderError("bpftool was requested but is not installed (not on $PATH)")
+        unsafe = unsafe_pin_names(obj)
+        if unsafe:
+            raise LoaderError(
+                f"bpftool would pin {', '.join(map(repr, unsafe))} outside its pin directory "
+                "(libbpf pins under the raw name; '/' or '..' in it); fix: --ebpf-loader=native "
+                "(--loader native), which escapes pin names"
+            )
         return "bpftool", "bpftool: requested"
     if requested != "auto":
         raise ValueError(f"loader must be 'auto', 'bpftool' or 'native', not {requested!r}")
@@ -405,6 +405,10 @@ def choose_loader(obj: EbpfObject, requested: str = "auto") -> tuple[LoaderName,
         return "native", (
             f"native: Aya-style BTF map definitions that libbpf refuses ({', '.join(aya)})"
         )
+    unsafe = unsafe_pin_names(obj)
+    if unsafe:
+        return "native", (f"native: names that libbpf would pin outside its directory "
+                          f"({', '.join(map(repr, unsafe))})")
     if bpftool_path() is None:
         return "native", "native: bpftool is not installed"
     return "bpftool", "bpftool: libbpf can open this object"
@@ -433,7 +437,10 @@ def load_program(
 ) -> LoadedObject:
     """Load one program (and only the maps it uses). With bpftool, libbpf loads the whole
     object; the other programs are unloaded again before this returns."""
-    prog = obj.program(program_name)
+    try:
+        prog = obj.program(program_name)
+    except LookupError as exc:
+        raise LookupError(f"{exc}{nearest(program_name, obj.program_names)}") from None
     return _load(obj, prog.name, loader, pin_dir, log_level)
 
 

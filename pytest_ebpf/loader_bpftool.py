@@ -12,14 +12,23 @@ it are unloaded again and the later ones are never tried. Their results say so.
 
 from __future__ import annotations
 
+import errno
 import re
 import subprocess
 from pathlib import Path
 
 from pytest_ebpf.kernel import KernelError, map_info, obj_get, parse_verifier_log, prog_info
-from pytest_ebpf.loader import LoadedObject, LoaderError, LoadResult, MapHandle, bpftool_path
-from pytest_ebpf.loader import new_pin_dir as _new_pin_dir
+from pytest_ebpf.kernel_sys import permission_message
+from pytest_ebpf.loader import (
+    Cause,
+    LoadedObject,
+    LoaderError,
+    LoadResult,
+    MapHandle,
+    bpftool_path,
+)
 from pytest_ebpf.model import EbpfObject
+from pytest_ebpf.pins import new_load_dir
 
 __all__ = ["BpftoolOutput", "load_bpftool", "parse_bpftool_output"]
 
@@ -64,6 +73,11 @@ class BpftoolOutput:
         if current is not None:  # truncated output
             self.logs[current] = "\n".join(buf) + "\n"
 
+    @property
+    def open_failed(self) -> bool:
+        """bpftool said libbpf could not open the object (before any load)."""
+        return any("failed to open object" in line for line in self.error_lines)
+
     def decisive_line(self) -> str:
         """The libbpf line that explains a failure before any program was loaded."""
         for line in reversed(self.libbpf_lines):
@@ -95,7 +109,9 @@ def load_bpftool(loaded: LoadedObject, only: str | None, pin_dir: Path | None) -
     if obj.path is None:
         raise LoaderError("the bpftool loader needs an object file (this object has no path)")
     if pin_dir is None:
-        root = _new_pin_dir(loaded) / "pins"
+        load_dir = new_load_dir()
+        loaded._made_dir(load_dir)
+        root = load_dir / "pins"
     else:
         root = pin_dir
         if not root.parent.exists():
@@ -129,9 +145,14 @@ def load_bpftool(loaded: LoadedObject, only: str | None, pin_dir: Path | None) -
             )  # fmt: skip
             loaded._add_program(result, fd)
             continue
-        if prog.name in out.failed:
+        cause: Cause = "loader"
+        if prog.name in out.failed and abs(out.failed[prog.name]) == errno.EPERM:
+            summary = parse_verifier_log("", failed=False)
+            error, cause = permission_message(prog.kind.prog_type), "permission"
+        elif prog.name in out.failed:
             summary = parse_verifier_log(log, failed=True)
             error = summary.error_line or f"libbpf: failed to load ({out.failed[prog.name]})"
+            cause = "verifier"
         elif log:
             summary = parse_verifier_log(log, failed=False)
             culprit = ", ".join(out.failed) or "another program"
@@ -146,11 +167,13 @@ def load_bpftool(loaded: LoadedObject, only: str | None, pin_dir: Path | None) -
                 error = "bpftool loaded the object but did not pin this program"
             else:
                 error = out.decisive_line()
+                if out.open_failed:
+                    cause = "open"
             log = out.text
         result = LoadResult(
             program=prog.name, section=prog.section, loaded=False, error=error, log=log,
             processed_insns=summary.processed_insns, stack_depth=summary.stack_depth,
-            verified_insns=None, prog_id=None, loader="bpftool",
+            verified_insns=None, prog_id=None, loader="bpftool", cause=cause,
         )  # fmt: skip
         loaded._add_program(result, None)
 

@@ -53,8 +53,10 @@ from pytest_ebpf.kernel import (
     prog_load,
 )
 from pytest_ebpf.kernel_abi import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
-from pytest_ebpf.loader import LoadedObject, LoadResult, MapHandle
+from pytest_ebpf.kernel_sys import permission_message
+from pytest_ebpf.loader import Cause, LoadedObject, LoadResult, MapHandle
 from pytest_ebpf.model import DataSection, EbpfObject, Function, Map, Program, Reference
+from pytest_ebpf.pins import pin_name
 
 __all__ = ["LinkedProgram", "fix_btf", "link_program", "load_native"]
 
@@ -364,7 +366,7 @@ class _Maps:
             if not maps_dir.exists():
                 maps_dir.mkdir(parents=True)
                 self.loaded._made_dir(maps_dir)
-            path = maps_dir / name.replace(".", "_")
+            path = maps_dir / pin_name(name.replace(".", "_"))
             obj_pin(handle.fd, path)
             self.loaded._pinned(path)
         return handle
@@ -451,7 +453,8 @@ def _kernel_version_code() -> int:
     return (a << 16) + (b << 8) + min(c, 255)
 
 
-def _failed(prog: Program, error: str, log: str = "", notes: tuple[str, ...] = ()) -> LoadResult:
+def _failed(prog: Program, error: str, log: str = "", notes: tuple[str, ...] = (),
+            cause: Cause = "loader") -> LoadResult:
     summary = parse_verifier_log(log, failed=True) if log else None
     return LoadResult(
         program=prog.name,
@@ -465,6 +468,7 @@ def _failed(prog: Program, error: str, log: str = "", notes: tuple[str, ...] = (
         prog_id=None,
         loader="native",
         notes=notes,
+        cause=cause,
     )
 
 
@@ -502,7 +506,7 @@ def load_native(
                                tuple(common_notes))
         loaded._add_program(result, fd)
         if fd is not None and pin_dir is not None:
-            path = pin_dir / prog.name
+            path = pin_dir / pin_name(prog.name)
             obj_pin(fd, path)
             loaded._pinned(path)
 
@@ -561,8 +565,11 @@ def _load_one(
             fd, log = fd2, log2
     summary = parse_verifier_log(log, failed=fd is None)
     if fd is None:
+        if err == _errno.EPERM:
+            return _failed(prog, permission_message(kind.prog_type), log, notes,
+                           cause="permission"), None
         error = summary.error_line or f"load failed: {os.strerror(err) if err else 'unknown'}"
-        return _failed(prog, error, log, notes), None
+        return _failed(prog, error, log, notes, cause="verifier"), None
     info = prog_info(fd)
     return (
         LoadResult(

@@ -2,15 +2,21 @@
 fixtures that load programs into the running kernel and run them with BPF_PROG_TEST_RUN.
 
 Programs and maps live as long as their file descriptors, which only this process holds; pins
-go to a private directory per session and xdist worker, removed at teardown, at exit, and (for
-crashed earlier runs) at the next start.
+go to a private directory per session and xdist worker (:mod:`pytest_ebpf.pins`), removed at
+teardown, at exit, on Ctrl-C, SIGTERM and SIGHUP, and (for killed earlier runs) at the next
+start. An xdist worker whose controller died stops and cleans up (:func:`watch_controller`).
 """
 
 from __future__ import annotations
 
-import atexit
+import os
 import re
 import shutil
+import signal
+import sys
+import threading
+import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -37,7 +43,7 @@ class Gate:
 def check_gate(loader: str) -> Gate:
     """Root/CAP_BPF, a working bpf(), bpffs (mounted when root and missing), bpftool."""
     from pytest_ebpf.kernel import bpf_available
-    from pytest_ebpf.loader import BPFFS, LoaderError, ensure_bpffs
+    from pytest_ebpf.pins import BPFFS, PinError, ensure_bpffs
 
     ok, why = bpf_available()
     if not ok:
@@ -45,7 +51,7 @@ def check_gate(loader: str) -> Gate:
         return Gate(False, f"cannot load eBPF programs: {why}{fix}")
     try:
         ensure_bpffs()
-    except LoaderError as exc:
+    except PinError as exc:
         return Gate(False, f"{exc} (fix: mount -t bpf bpf {BPFFS} as root)")
     if loader == "bpftool" and shutil.which("bpftool") is None:
         return Gate(False, "--ebpf-loader=bpftool but bpftool is not on PATH (fix: apt-get "
@@ -91,10 +97,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def _rejection(result: LoadResult, obj: Any) -> str:
-    lines = [f"program {result.program} ({result.section}) was rejected by the verifier "
-             f"(loader {result.loader}): {result.error}"]
+    if (result.cause or "verifier") == "verifier":
+        lines = [f"program {result.program} ({result.section}) was rejected by the verifier "
+                 f"(loader {result.loader}): {result.error}"]
+    else:
+        lines = [f"program {result.program} ({result.section}) was not loaded "
+                 f"(loader {result.loader}): {result.why}"]
     log = [ln for ln in result.log.splitlines() if ln.strip()]
-    if log:
+    if log and result.cause in (None, "verifier"):
         lines += ["", "verifier log (last lines):", *(f"  {ln}" for ln in log[-15:])]
     lines += ["", "fix: read the decisive line above; `pytest-ebpf verify OBJECT` prints the "
                   "whole log"]
@@ -106,12 +116,12 @@ def ebpf_loaded(pytestconfig: pytest.Config, ebpf_object: Any) -> Iterator[Loade
     """Every program of the built object, loaded once per session (per xdist worker) with
     ``--ebpf-loader``; unloaded and unpinned at the end. Rejected programs are in
     ``.results`` with the verifier's log."""
-    from pytest_ebpf.loader import load_all, remove_stale_pin_dirs, session_pin_dir
+    from pytest_ebpf.loader import load_all
+    from pytest_ebpf.pins import remove_session_pin_dir, session_pin_dir
 
     enforce(pytestconfig)
-    remove_stale_pin_dirs()
+    prepare()
     pins = session_pin_dir()
-    atexit.register(shutil.rmtree, pins, True)
     loaded = load_all(ebpf_object, loader=_loader(pytestconfig), pin_dir=pins)
     verdicts = ", ".join(f"{r.program} {'loaded' if r.loaded else 'REJECTED'}"
                          for r in loaded.results.values())
@@ -120,7 +130,7 @@ def ebpf_loaded(pytestconfig: pytest.Config, ebpf_object: Any) -> Iterator[Loade
         yield loaded
     finally:
         loaded.close()
-        shutil.rmtree(pins, ignore_errors=True)
+        remove_session_pin_dir()
 
 
 @pytest.fixture
@@ -131,6 +141,7 @@ def ebpf_load(pytestconfig: pytest.Config, ebpf_object: Any
     from pytest_ebpf.loader import load_program
 
     enforce(pytestconfig)
+    prepare()
     opened: list[LoadedObject] = []
 
     def load(program: str, **options: Any) -> LoadedObject:
@@ -151,7 +162,8 @@ def ebpf_run(ebpf_loaded: LoadedObject, ebpf_object: Any
              ) -> Callable[..., TestRunResult]:
     """``ebpf_run(program, data=b"", ctx=None, repeat=1) -> TestRunResult(retval, data_out,
     ctx_out, duration_ns)`` through BPF_PROG_TEST_RUN, called directly (no subprocess)."""
-    from pytest_ebpf.kernel import prog_test_run
+    from pytest_ebpf.kernel import KernelError, prog_test_run
+    from pytest_ebpf.loader import nearest
 
     def run(program: str, data: bytes = b"", ctx: bytes | None = None,
             repeat: int = 1) -> TestRunResult:
@@ -159,14 +171,73 @@ def ebpf_run(ebpf_loaded: LoadedObject, ebpf_object: Any
         result = ebpf_loaded.results.get(program)
         if result is None:
             names = ", ".join(sorted(ebpf_loaded.results)) or "none"
-            pytest.fail(f"no program {program!r} in the object (programs: {names})",
+            hint = nearest(program, ebpf_loaded.results)
+            pytest.fail(f"no program {program!r} in the object (programs: {names}){hint}",
                         pytrace=False)
         if not result.loaded:
             pytest.fail(_rejection(result, ebpf_object), pytrace=False)
-        return prog_test_run(ebpf_loaded.prog_fd(program), data_in=data, ctx_in=ctx,
-                             repeat=repeat)
+        try:
+            return prog_test_run(ebpf_loaded.prog_fd(program), data_in=data, ctx_in=ctx,
+                                 repeat=repeat)
+        except KernelError as exc:
+            pytest.fail(f"ebpf_run({program!r}): {exc}", pytrace=False)
 
     return run
+
+
+# --- safety: stale pins, signals, a dead xdist controller ----------------------------------------
+
+
+def warn(message: str) -> None:
+    """A pytest warning that never fails the session: shown even under ``-W error`` (an
+    attacker's symlink must not be able to stop the tests)."""
+    from pytest_ebpf.pins import PinDirWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PinDirWarning)
+        warnings.warn(PinDirWarning(message), stacklevel=3)
+
+
+def prepare() -> None:
+    """Before loading: remove stale pin roots of killed runs (foreign entries are warnings),
+    turn SIGTERM/SIGHUP into Ctrl-C's cleanup, and in an xdist worker watch the controller."""
+    from pytest_ebpf.pins import install_signal_cleanup, remove_stale_pin_dirs
+
+    for message in remove_stale_pin_dirs():
+        warn(message)
+    install_signal_cleanup()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        watch_controller()
+
+
+_watching: set[int] = set()
+GRACE = 5.0  # seconds the worker gets to tear down by itself before it is stopped hard
+
+
+def watch_controller(poll: float = 0.2) -> None:
+    """A daemon thread that notices when this process's parent (the xdist controller) is
+    gone (``getppid()`` changes: the worker was re-parented). It then sends this process
+    SIGTERM (the Ctrl-C path: fixtures torn down), and after :data:`GRACE` seconds removes the
+    pins itself and exits (the kernel closes the fds)."""
+    pid = os.getpid()
+    if pid in _watching:
+        return
+    _watching.add(pid)
+    parent = os.getppid()
+
+    def watch() -> None:
+        from pytest_ebpf.pins import remove_session_pin_dir
+
+        while os.getppid() == parent:
+            time.sleep(poll)
+        sys.stderr.write(f"pytest-ebpf: the xdist controller (pid {parent}) is gone; "
+                         "stopping this worker and removing its pins\n")
+        os.kill(pid, signal.SIGTERM)
+        time.sleep(GRACE)
+        remove_session_pin_dir()
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="pytest-ebpf-controller-watch", daemon=True).start()
 
 
 def assert_rejected(result: LoadResult, match: str) -> None:

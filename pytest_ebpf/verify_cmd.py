@@ -1,8 +1,10 @@
 """``pytest-ebpf verify OBJECT``: load every program into the running kernel and report.
 
 Exit status: 0 when every program loaded, 1 when the verifier rejected some, 2 when the object
-cannot be read or nothing can be loaded on this machine (not root, no CAP_BPF...). Nothing stays
-loaded or pinned afterwards.
+cannot be read or nothing can be loaded on this machine (not root, no CAP_BPF...), 128+N when
+stopped by signal N (SIGTERM, SIGHUP: it cleans up first, like Ctrl-C). Nothing stays loaded or
+pinned afterwards; pin directories left by killed runs (``kill -9``) are removed at the start,
+and foreign entries in bpffs are reported on stderr, never followed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, TextIO
 
 from pytest_ebpf.errors import EbpfError, ObjectError
 from pytest_ebpf.loader import LoadResult, load_all
+from pytest_ebpf.pins import Terminated, install_signal_cleanup, remove_stale_pin_dirs
 
 __all__ = ["run_verify"]
 
@@ -67,10 +70,16 @@ def run_verify(
             f"error: cannot load eBPF programs here: {why}; fix: run as root or grant CAP_BPF\n"
         )
         return 2
+    install_signal_cleanup()
     try:
+        for message in remove_stale_pin_dirs():
+            err.write(f"warning: {message}\n")
         with load_all(obj, loader=loader) as loaded:
             results = list(loaded.results.values())
             chosen, reason = loaded.loader, loaded.reason
+    except Terminated as exc:
+        err.write(f"error: {label}: {exc}; nothing is left loaded or pinned\n")
+        return 128 + exc.signum
     except (EbpfError, OSError) as exc:
         err.write(f"error: {label}: {exc}\n")
         return 2
@@ -85,6 +94,7 @@ def run_verify(
                     "section": r.section,
                     "loaded": r.loaded,
                     "error": r.error,
+                    "cause": None if r.loaded else (r.cause or "verifier"),
                     "stack_depth": list(r.stack_depth),
                     "processed_insns": r.processed_insns,
                     "verified_insns": r.verified_insns,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Callable
@@ -380,7 +381,7 @@ def test_bpftool_pins_live_in_a_private_directory(globals_obj: EbpfObject) -> No
     with load_all(globals_obj, loader="bpftool"):
         root = session_pin_dir()
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        assert root.name == f"pytest-ebpf-{os.getpid()}-{worker}"
+        assert re.fullmatch(rf"pytest-ebpf-{os.getpid()}-{worker}-[0-9a-f]{{16}}", root.name)
         pins = sorted(p.name for p in root.rglob("*") if p.is_file())
         assert {"prog_a", "prog_b", "counts"} <= set(pins)
     assert not root.exists()
