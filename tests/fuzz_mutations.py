@@ -58,6 +58,7 @@ class Layout:
     sections: dict[str, tuple[int, int, int, int]]  # name -> (index, header at, data at, size)
     symbols: dict[str, int]  # name -> file offset of its entry
     symbol_names: tuple[str, ...]
+    code: tuple[str, ...]  # executable sections
 
 
 def layout(data: bytes) -> Layout:
@@ -65,8 +66,11 @@ def layout(data: bytes) -> Layout:
     shoff = elf.header["e_shoff"]
     sections: dict[str, tuple[int, int, int, int]] = {}
     symbols: dict[str, int] = {}
+    code: list[str] = []
     for i, sec in enumerate(elf.iter_sections()):
         nobits = sec["sh_type"] == "SHT_NOBITS"
+        if sec["sh_flags"] & 0x4 and sec["sh_size"] >= 8 and not nobits:  # SHF_EXECINSTR
+            code.append(sec.name)
         sections.setdefault(
             sec.name, (i, shoff + 64 * i, sec["sh_offset"], 0 if nobits else sec["sh_size"])
         )
@@ -74,7 +78,8 @@ def layout(data: bytes) -> Layout:
             for j, sym in enumerate(sec.iter_symbols()):
                 if sym.name:
                     symbols.setdefault(sym.name, sec["sh_offset"] + 24 * j)
-    return Layout(len(data), elf.little_endian, shoff, sections, symbols, tuple(symbols))
+    return Layout(len(data), elf.little_endian, shoff, sections, symbols, tuple(symbols),
+                  tuple(code))
 
 
 def _put(data: bytearray, at: int, size: int, value: int, little: bool) -> None:
@@ -84,10 +89,14 @@ def _put(data: bytearray, at: int, size: int, value: int, little: bool) -> None:
 
 
 def apply(
-    base: bytes, ops: Sequence[Op], bases: Mapping[str, Callable[[], bytes]] | None = None
+    base: bytes,
+    ops: Sequence[Op],
+    bases: Mapping[str, Callable[[], bytes]] | None = None,
+    lay: Layout | None = None,
 ) -> bytes:
-    """*base* with *ops* applied in order (see the module docstring)."""
-    lay = layout(base)
+    """*base* with *ops* applied in order (see the module docstring); *lay* is
+    ``layout(base)`` when the caller has it already."""
+    lay = layout(base) if lay is None else lay
     data = bytearray(base)
     for op in ops:
         kind = op["op"]
@@ -140,6 +149,29 @@ def _value(rng: random.Random, near: int = 0) -> int:
     return rng.getrandbits(rng.choice((8, 16, 32, 64)))
 
 
+#: opcodes the loader and the analyses treat specially: call, callx, ld_imm64, exit, ja, jeq,
+#: jeq32, stores and loads through r10, mov, add, gotol, the atomic add, and an unknown one
+_OPCODES = (0x85, 0x8D, 0x18, 0x95, 0x05, 0x15, 0x16, 0x7B, 0x72, 0x79, 0xBF, 0x07, 0x06, 0xDB,
+            0x00, 0xFF)
+
+
+def _insn_ops(rng: random.Random, lay: Layout) -> list[Op]:
+    """Change one instruction of a code section: its opcode, registers, offset or immediate."""
+    section = rng.choice(lay.code)
+    slot = rng.randrange(lay.sections[section][3] // 8) * 8
+    field = rng.choice(("opcode", "regs", "off", "imm"))
+    if field == "opcode":
+        return [{"op": "sbytes", "section": section, "offset": slot, "size": 1,
+                 "value": rng.choice(_OPCODES)}]
+    if field == "regs":
+        return [{"op": "sbytes", "section": section, "offset": slot + 1, "size": 1,
+                 "value": rng.randrange(256) if rng.random() < 0.5 else rng.choice((0xA0, 0x1A,
+                                                                                  0x0A, 0x20))}]
+    width, at = (2, slot + 2) if field == "off" else (4, slot + 4)
+    return [{"op": "sbytes", "section": section, "offset": at, "size": width,
+             "value": _value(rng) if rng.random() < 0.5 else -rng.randrange(1, 600) % 2**32}]
+
+
 def random_ops(rng: random.Random, lay: Layout) -> list[Op]:
     """One to four random operations aimed at the headers, tables and sections of *lay*."""
     names = [n for n in lay.sections if n]
@@ -149,7 +181,9 @@ def random_ops(rng: random.Random, lay: Layout) -> list[Op]:
         roll = rng.random()
         section = rng.choice(favourites if favourites and rng.random() < 0.7 else names)
         index, _hdr, _at, size = lay.sections[section]
-        if roll < 0.35 and size:
+        if roll < 0.15 and lay.code:
+            ops.extend(_insn_ops(rng, lay))
+        elif roll < 0.35 and size:
             width = rng.choice((1, 2, 4, 4, 4, 8))
             offset = rng.randrange(size) & ~(width - 1 if rng.random() < 0.8 else 0)
             ops.append({"op": "sbytes", "section": section, "offset": offset, "size": width,

@@ -48,7 +48,7 @@ from pytest_ebpf.report import EbpfAssertionError
 C_DIR = Path(__file__).parent / "c"
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 SEED = int(os.environ.get("PYTEST_EBPF_FUZZ_SEED", "20261202"))
-CASES = int(os.environ.get("PYTEST_EBPF_FUZZ_CASES", "600"))
+CASES = int(os.environ.get("PYTEST_EBPF_FUZZ_CASES", "1000"))
 
 #: base object -> how the suite builds it (compile_c flags, or the Aya crate's target)
 BASES: dict[str, tuple[str, ...]] = {
@@ -156,7 +156,7 @@ def fuzz(base: str, data: bytes, seed: int, cases: int) -> tuple[int, int]:
     for case in range(cases):
         case_seed = f"{seed}:{base}:{case}"
         ops = random_ops(random.Random(case_seed), lay)
-        mutant = apply(data, ops)
+        mutant = apply(data, ops, lay=lay)
         try:
             outcome = exercise(mutant)
         except Exception:  # the bug report is the point

@@ -109,6 +109,52 @@ def test_character_and_block_devices(tmp_path: Path) -> None:
     assert _load_in_subprocess(block) == f"{block}: a block device, not an eBPF object file"
 
 
+def _child(code: str, *args: str) -> str:
+    """Run *code* in a child Python (a hang fails the test); its stdout."""
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=HANG_TIMEOUT, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout.strip()
+
+
+_SWAP = """
+import os, sys
+from pytest_ebpf.errors import ObjectError
+from pytest_ebpf.object import load_object
+real_stat, regular = os.stat, sys.argv[2]
+# the path passes the checks as {what}, then turns out to be {really}
+for name in "{patched}".split():
+    setattr(os, name, lambda *a, **k: real_stat(regular))
+try:
+    load_object(sys.argv[1], max_size=int(sys.argv[3]))
+except ObjectError as exc:
+    print(exc.reason)
+"""
+
+
+def test_fifo_swapped_in_after_the_stat_does_not_block(
+    fifo: Path, small_obj: Path
+) -> None:
+    """The path passes ``stat`` as a regular file; ``open`` must not wait for a FIFO writer
+    (O_NONBLOCK) and ``fstat`` on the opened descriptor must catch it."""
+    code = _SWAP.format(what="a regular file", really="a FIFO", patched="stat")
+    assert _child(code, str(fifo), str(small_obj), "1000000") == (
+        "a FIFO (named pipe), not an eBPF object file"
+    )
+
+
+def test_file_growing_past_the_bound_while_read(tmp_path: Path, small_obj: Path) -> None:
+    """``fstat`` says small, the file holds more: reading stops one byte past the bound."""
+    big = tmp_path / "big.o"
+    big.write_bytes(small_obj.read_bytes() * 3)
+    code = _SWAP.format(what="small", really="bigger", patched="stat fstat")
+    size = small_obj.stat().st_size
+    assert _child(code, str(big), str(small_obj), str(size)) == (
+        f"file is {size + 1} bytes, over the object size limit of {size} bytes (raise it with "
+        f"--max-object-size or {MAX_OBJECT_SIZE_ENV})"
+    )
+
+
 def test_directory(tmp_path: Path) -> None:
     with pytest.raises(ObjectError) as info:
         load_object(tmp_path)
