@@ -578,24 +578,23 @@ def parse_btf(data: bytes, byteorder: str) -> Btf:
             raise ObjectError(f"BTF type {type_id}: reserved bits set in info 0x{info:08x}")
         extra: tuple[int, ...] = ()
         records: list[tuple[int, ...]] = []
-        try:
-            if layout.extra:
-                st = fmt(layout.extra)
-                extra = st.unpack_from(type_data, pos)
-                pos += st.size
-            if layout.per_vlen and vlen:
-                st = fmt(layout.per_vlen)
-                if pos + st.size * vlen > end:
-                    raise ObjectError(
-                        f"BTF type {type_id} ({layout.name}): {vlen} records run past the "
-                        "end of the type section"
-                    )
-                records = list(st.iter_unpack(type_data[pos : pos + st.size * vlen]))
-                pos += st.size * vlen
-        except struct.error as exc:
-            raise ObjectError(
-                f"BTF type {type_id} ({layout.name}): record truncated at offset {pos}"
-            ) from exc
+        if layout.extra:
+            st = fmt(layout.extra)
+            if pos + st.size > end:
+                raise ObjectError(
+                    f"BTF type {type_id} ({layout.name}): record truncated at offset {pos}"
+                )
+            extra = st.unpack_from(type_data, pos)
+            pos += st.size
+        if layout.per_vlen and vlen:
+            st = fmt(layout.per_vlen)
+            if pos + st.size * vlen > end:
+                raise ObjectError(
+                    f"BTF type {type_id} ({layout.name}): {vlen} records run past the "
+                    "end of the type section"
+                )
+            records = list(st.iter_unpack(type_data[pos : pos + st.size * vlen]))
+            pos += st.size * vlen
         types.append(
             _decode_type(type_id, layout, (name_off, info, size_or_type), extra, records, string)
         )
