@@ -13,6 +13,7 @@ compiler's output shifts a little:
 * ``{"op": "shname", "section": S, "as": T}``: S gets T's name (same ``sh_name``);
 * ``{"op": "sym", "symbol": NAME, "field": F, "value": V}``: field F (``name info other shndx
   value size``) of the first symbol called NAME;
+* ``{"op": "symname", "symbol": NAME, "as": OTHER}``: the symbol NAME gets OTHER's name;
 * ``{"op": "graft", "section": S, "from": BASE}``: S's bytes are replaced by the same section
   of another base object (cut or zero-padded to S's size), e.g. BTF in the other byte order;
 * ``{"op": "truncate", "at": N}``: the file ends after N bytes.
@@ -120,6 +121,10 @@ def apply(
         elif kind == "sym":
             off, size = _SYM_FIELDS[op["field"]]
             _put(data, lay.symbols[op["symbol"]] + off, size, op["value"], lay.little)
+        elif kind == "symname":
+            src = lay.symbols[op["as"]]
+            _put(data, lay.symbols[op["symbol"]], 4, int.from_bytes(
+                base[src : src + 4], "little" if lay.little else "big"), lay.little)
         elif kind == "graft":
             assert bases is not None, "graft needs the other base objects"
             other = bases[op["from"]]()
@@ -194,9 +199,12 @@ def random_ops(rng: random.Random, lay: Layout) -> list[Op]:
                         "value": _value(rng, size if field != "name" else 0)})
         elif roll < 0.65:
             ops.append({"op": "shname", "section": section, "as": rng.choice(names)})
-        elif roll < 0.85 and lay.symbol_names:
+        elif roll < 0.75 and lay.symbol_names:
             ops.append({"op": "sym", "symbol": rng.choice(lay.symbol_names),
                         "field": rng.choice(tuple(_SYM_FIELDS)), "value": _value(rng, index)})
+        elif roll < 0.85 and lay.symbol_names:  # one symbol takes another's name
+            ops.append({"op": "symname", "symbol": rng.choice(lay.symbol_names),
+                        "as": rng.choice(lay.symbol_names)})
         elif roll < 0.95:
             at = rng.randrange(64) if rng.random() < 0.3 else rng.randrange(lay.size)
             ops.append({"op": "byte", "at": at, "value": rng.randrange(256)})

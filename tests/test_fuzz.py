@@ -40,15 +40,17 @@ from pytest_ebpf.assertions import (
 from pytest_ebpf.elf import read_elf
 from pytest_ebpf.errors import ObjectError
 from pytest_ebpf.inspect_cmd import inspect_data, render_table, run_inspect
+from pytest_ebpf.kernel import bpf_available
+from pytest_ebpf.loader import load_all
 from pytest_ebpf.loader_native import _LinkError, extras_from_image, fix_btf, link_program
 from pytest_ebpf.model import EbpfObject
-from pytest_ebpf.object import load_object_bytes
+from pytest_ebpf.object import load_object, load_object_bytes
 from pytest_ebpf.report import EbpfAssertionError
 
 C_DIR = Path(__file__).parent / "c"
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 SEED = int(os.environ.get("PYTEST_EBPF_FUZZ_SEED", "20261202"))
-CASES = int(os.environ.get("PYTEST_EBPF_FUZZ_CASES", "1000"))
+CASES = int(os.environ.get("PYTEST_EBPF_FUZZ_CASES", "1500"))
 
 #: base object -> how the suite builds it (compile_c flags, or the Aya crate's target)
 BASES: dict[str, tuple[str, ...]] = {
@@ -232,6 +234,25 @@ def test_corpus(path: Path, bases: Bases, tmp_path: Path) -> None:
         assert err.getvalue().startswith(f"error: {obj_path}: ")
     else:
         assert code == 0 and err.getvalue() == "" and json.loads(out.getvalue())
+
+
+_BPF, _WHY = bpf_available()
+
+
+@pytest.mark.skipif(not _BPF, reason=f"loading eBPF programs needs root or CAP_BPF: {_WHY}")
+def test_other_byte_order_btf_through_the_native_loader(bases: Bases, tmp_path: Path) -> None:
+    """The fix-up reads big-endian BTF in a little-endian object; the kernel refuses that BTF
+    and the programs load without it, each with a note, and no traceback."""
+    entry = json.loads((CORPUS / "btf-other-byte-order.json").read_text())
+    path = tmp_path / "swapped.o"
+    path.write_bytes(_mutant(entry, bases))
+    obj = load_object(path)
+    with load_all(obj, loader="native") as loaded:
+        results = loaded.results
+        assert set(results) == {p.name for p in obj.programs}
+        assert results["xdp_pass"].loaded, results["xdp_pass"].error
+        for res in results.values():
+            assert any("refused the object's BTF" in n for n in res.notes), res.notes
 
 
 def test_corpus_mutations_change_their_base(bases: Bases) -> None:
