@@ -3,7 +3,8 @@
 Each mutant (see ``fuzz_mutations.py``) goes through everything that reads an object without a
 kernel: :func:`load_object_bytes`, what ``pytest-ebpf inspect`` computes (:func:`inspect_data`,
 :func:`render_table`), every instruction's disassembly, the assertion helpers, and the native
-loader's offline steps (:func:`extras_from_image`, :func:`fix_btf`, :func:`link_program`). The
+loader's offline steps (:func:`extras_from_image`, :func:`fix_btf`, :func:`link_program`, the
+``ld_imm64`` patching with a made-up map fd). The
 accepted outcomes are success, a one-line :class:`ObjectError`, a failed assertion helper
 (:class:`EbpfAssertionError`) and a link refusal of the native loader. Anything else fails the
 test with the base object, the seed and the mutation as JSON: save it as
@@ -40,9 +41,15 @@ from pytest_ebpf.assertions import (
 from pytest_ebpf.elf import read_elf
 from pytest_ebpf.errors import ObjectError
 from pytest_ebpf.inspect_cmd import inspect_data, render_table, run_inspect
-from pytest_ebpf.kernel import bpf_available
+from pytest_ebpf.kernel import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, bpf_available
 from pytest_ebpf.loader import load_all
-from pytest_ebpf.loader_native import _LinkError, extras_from_image, fix_btf, link_program
+from pytest_ebpf.loader_native import (
+    _LinkError,
+    _patch_ld,
+    extras_from_image,
+    fix_btf,
+    link_program,
+)
 from pytest_ebpf.model import EbpfObject
 from pytest_ebpf.object import load_object, load_object_bytes
 from pytest_ebpf.report import EbpfAssertionError
@@ -141,7 +148,12 @@ def exercise(data: bytes, label: str = "fuzz.o") -> ObjectError | EbpfObject:
             return _one_line(exc)
     for prog in obj.programs:
         try:
-            link_program(prog, extras)
+            linked = link_program(prog, extras)
+            insns = bytearray(linked.insns)  # patched as for map fd 3, without a kernel
+            for slot, _map in linked.map_slots:
+                _patch_ld(insns, slot, BPF_PSEUDO_MAP_FD, 3, 0)
+            for slot, _section, offset in linked.data_slots:
+                _patch_ld(insns, slot, BPF_PSEUDO_MAP_VALUE, 3, offset)
         except _LinkError as refused:
             assert str(refused)
     return obj
