@@ -268,3 +268,25 @@ def test_default_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     assert max_object_size(10) == 10
     with pytest.raises(ObjectError, match="must be more than 0"):
         max_object_size(0)
+
+
+# --- a bug of pytest-ebpf is not the object's fault ---------------------------------------------
+
+
+@pytest.mark.parametrize("error", [KeyError, TypeError, AssertionError, IndexError, ValueError])
+def test_a_bug_stays_a_traceback(
+    error: type[Exception], small_obj: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No blanket conversion: an exception from the product's own code is not reported as a
+    corrupt object (neither by load_object nor by inspect)."""
+    import pytest_ebpf.inspect_cmd as inspect_cmd
+    import pytest_ebpf.object as obj_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise error("planted bug")
+
+    monkeypatch.setattr(obj_module, "parse_btf_maps", broken)
+    with pytest.raises(error, match="planted bug"):
+        load_object(small_obj)
+    with pytest.raises(error, match="planted bug"):
+        inspect_cmd.run_inspect(str(small_obj))
