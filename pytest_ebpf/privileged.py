@@ -198,13 +198,19 @@ def warn(message: str) -> None:
         warnings.warn(PinDirWarning(message), stacklevel=3)
 
 
+_prepared: set[int] = set()
+
+
 def prepare() -> None:
-    """Before loading: remove stale pin roots of killed runs (foreign entries are warnings),
-    turn SIGTERM/SIGHUP into Ctrl-C's cleanup, and in an xdist worker watch the controller."""
+    """Before loading: remove stale pin roots of killed runs (foreign entries are warnings;
+    once per process), turn SIGTERM/SIGHUP into Ctrl-C's cleanup, and in an xdist worker watch
+    the controller."""
     from pytest_ebpf.pins import install_signal_cleanup, remove_stale_pin_dirs
 
-    for message in remove_stale_pin_dirs():
-        warn(message)
+    if os.getpid() not in _prepared:
+        _prepared.add(os.getpid())
+        for message in remove_stale_pin_dirs():
+            warn(message)
     install_signal_cleanup()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         watch_controller()

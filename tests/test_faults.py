@@ -230,3 +230,26 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_signal_handlers_chain_and_respect_ignore() -> None:
+    """In this process: a previous Python handler still runs, then Terminated (a
+    KeyboardInterrupt) unwinds; an ignored signal (nohup) stays ignored."""
+    from pytest_ebpf.pins import Terminated, install_signal_cleanup
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    seen: list[int] = []
+    try:
+        signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        install_signal_cleanup()
+        with pytest.raises(Terminated, match="SIGTERM received") as info:
+            os.kill(os.getpid(), signal.SIGTERM)
+            wait_for(lambda: False, 10, "SIGTERM to arrive")
+        assert isinstance(info.value, KeyboardInterrupt) and info.value.signum == signal.SIGTERM
+        assert seen == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGHUP)  # ignored: nothing happens
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
