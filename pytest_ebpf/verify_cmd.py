@@ -107,19 +107,22 @@ def run_verify(
         out.write(f"{label}: {len(results)} programs, loader {reason}\n")
         rows = [["program", "verdict", "processed", "stack depth", "verified", "error"]]
         for r in results:
+            by_verifier = (r.cause or "verifier") == "verifier"
             rows.append([
                 r.program,
-                "loaded" if r.loaded else "REJECTED",
+                "loaded" if r.loaded else "REJECTED" if by_verifier else "NOT LOADED",
                 _num(r.processed_insns),
                 _depth(r),
                 _num(r.verified_insns),
-                r.error or "",
+                (r.error if by_verifier else r.why) or "",
             ])  # fmt: skip
         if results:
             _table(rows, out)
-        rejected = sum(not r.loaded for r in results)
-        if rejected:
-            out.write(f"{rejected} of {len(results)} programs rejected\n")
+        failed = [r for r in results if not r.loaded]
+        if failed:
+            verb = ("rejected" if all((r.cause or "verifier") == "verifier" for r in failed)
+                    else "not loaded")
+            out.write(f"{len(failed)} of {len(results)} programs {verb}\n")
         else:
             out.write(f"all {len(results)} programs loaded\n")
     return 0 if all(r.loaded for r in results) else 1

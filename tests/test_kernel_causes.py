@@ -150,6 +150,13 @@ def test_libbpf_open_failure_is_not_a_verifier_rejection(
                           timeout=120, check=False)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["programs"][0]["cause"] == "open"
+    proc = subprocess.run([sys.executable, "-m", "pytest_ebpf.cli", "verify", "--loader",
+                           "bpftool", str(obj)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 1
+    assert "NOT LOADED" in proc.stdout and "REJECTED" not in proc.stdout
+    assert "bpftool/libbpf could not open the object: libbpf: map 'WRAPPED'" in proc.stdout
+    assert proc.stdout.endswith("1 of 1 programs not loaded\n")
 
 
 @needs_kernel
