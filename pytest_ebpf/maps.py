@@ -101,6 +101,9 @@ def map_type_number(name: str) -> int | None:
     return _NUMBERS.get(name)
 
 
+_U32_MAX = 0xFFFFFFFF
+
+
 def _map_symbols(section: ElfSection, symbols: Iterable[ElfSymbol]) -> list[ElfSymbol]:
     """The named, non-section symbols defined in *section*, by offset."""
     out = [
@@ -283,6 +286,12 @@ def _btf_map(
         key_size = btf.size_of(key_type)
     if value_type is not None:
         value_size = btf.size_of(value_type)
+    for field, bytes_ in (("key", key_size), ("value", value_size)):
+        if bytes_ > _U32_MAX:
+            raise ObjectError(
+                f"{what}: the {field} type is {bytes_} bytes; a map's {field}_size is a 32-bit "
+                "field of the bpf() call"
+            )
     map_type = ints["type"]
     if inner is not None and value_size == 0:
         value_size = 4  # map-in-map values are u32 map fds

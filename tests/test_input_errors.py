@@ -270,6 +270,33 @@ def test_default_bound(monkeypatch: pytest.MonkeyPatch) -> None:
         max_object_size(0)
 
 
+# --- objects no kernel can take -----------------------------------------------------------------
+
+_HUGE_KEY = """
+#include "obj_bpf.h"
+typedef char huge_key[65536][65537];  /* 4 GiB + 64 KiB: no u32 key_size holds it */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __type(key, huge_key);
+    __type(value, int);
+    __uint(max_entries, 1);
+} HUGE SEC(".maps");
+SEC("xdp") int use_huge(void *ctx) { return bpf_map_lookup_elem(&HUGE, ctx) ? 1 : 2; }
+char _license[] SEC("license") = "GPL";
+"""
+
+
+def test_btf_map_key_over_4g(compile_c) -> None:  # type: ignore[no-untyped-def]
+    """The bpf() call's key_size is a u32: a bigger key type would be cut, not refused."""
+    path = compile_c(_HUGE_KEY, "huge_key")
+    with pytest.raises(ObjectError) as info:
+        load_object(path)
+    assert str(info.value) == (
+        f"{path}: section '.maps': map 'HUGE': the key type is {65536 * 65537} bytes; a map's "
+        "key_size is a 32-bit field of the bpf() call"
+    )
+
+
 # --- a bug of pytest-ebpf is not the object's fault ---------------------------------------------
 
 
