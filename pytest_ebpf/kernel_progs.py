@@ -21,6 +21,8 @@ from pytest_ebpf.kernel_abi import (
 )
 from pytest_ebpf.kernel_objects import prog_info
 from pytest_ebpf.kernel_sys import (
+    CAP_BPF,
+    CAP_SYS_ADMIN,
     ENOTSUPP,
     MAX_LOG_SIZE,
     MIN_LOG_SIZE,
@@ -30,6 +32,7 @@ from pytest_ebpf.kernel_sys import (
     addressof,
     bpf_call,
     byref,
+    effective_caps,
     fail,
     fdnum,
     get_errno,
@@ -37,6 +40,7 @@ from pytest_ebpf.kernel_sys import (
     log_text,
     new_buf,
     obj_name,
+    permission_message,
     ptr,
     sizeof,
     syscall_fn,
@@ -155,7 +159,14 @@ def prog_load(
             btf_fd, func_info, func_info_rec_size, line_info, line_info_rec_size, kern_version,
             prog_flags, attach_btf_id, fds or None, attach_prog_fd,
         )  # fmt: skip
-    if err == _errno.EPERM or not log.strip():
+    if err == _errno.EPERM:
+        # Only CAP_BPF missing: the generic "grant CAP_BPF" says it. Else name what lacks.
+        caps = effective_caps()
+        has_bpf = caps is not None and bool(caps >> CAP_BPF & 1 or caps >> CAP_SYS_ADMIN & 1)
+        type_name = _TYPE_NAMES.get(prog_type)
+        detail = permission_message(type_name, caps) if has_bpf and type_name else ""
+        raise fail(cmd, err, log, detail)
+    if not log.strip():
         raise fail(cmd, err, log)
     return LoadOutcome(fd=None, log=log, errno=err)
 

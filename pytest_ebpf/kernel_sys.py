@@ -91,7 +91,7 @@ class KernelError(EbpfError):
         if errno == _errno.EPERM:
             if command in _ELEM_COMMANDS:
                 parts.append("the map is frozen or read-only for this fd")
-            else:
+            elif not detail:  # a detail names the capability (permission_message)
                 parts.append("run as root or grant CAP_BPF/CAP_SYS_ADMIN")
         if detail:
             parts.append(detail)

@@ -251,3 +251,17 @@ def test_assert_helpers_refuses_an_unknown_helper_name(causes_obj: Path) -> None
         assert_helpers(obj, allowed=["bpf_map_lookup_elm"])
     assert_helpers(obj, allowed=["map_lookup_elem"])  # the short form is a known name
     assert_helpers(obj, allowed=["bpf_map_lookup_elem"])
+
+
+@needs_kernel
+def test_prog_load_eperm_names_the_capability(causes_obj: Path) -> None:
+    """The raw bpf() wrapper too: KernelError says which capability, not "grant CAP_BPF"."""
+    script = ("from pytest_ebpf import kernel as k\n"
+              "insns = bytes.fromhex('b700000002000000' '9500000000000000')  # r0 = 2; exit\n"
+              "try:\n"
+              "    k.prog_load(k.BPF_PROG_TYPE['xdp'], insns, 'GPL')\n"
+              "except k.KernelError as e:\n"
+              "    print(e)\n")
+    proc = _without("net_admin", sys.executable, "-c", script)
+    assert proc.stdout.strip() == f"BPF_PROG_LOAD failed: EPERM (Operation not permitted); " \
+                                  f"{NO_NET_ADMIN}", proc.stderr
