@@ -9,7 +9,7 @@ LEVEL="${1:-base}"
 LLVM_MAJOR=22                      # the LLVM of Debian's rustc-web (rustc -vV: LLVM version 22.1.x)
 BPF_LINKER_VERSION=0.13.0          # crates.io; feature llvm-22 matches rustc-web
 OLD_LINKER_VERSION=0.9.15          # test only: a bpf-linker on LLVM 19, to provoke the mismatch
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 step() { STEP="$1"; echo "==> setup: $1"; }
 trap 'echo "setup failed at step: ${STEP:-start}" >&2' ERR
@@ -41,25 +41,40 @@ else
   echo "    no rustup: cargo on PATH (/usr/bin/cargo, Debian) builds the eBPF crate"
 fi
 
-linker_ok() {  # $1 = binary, $2 = LLVM major it must link
-  [ -x "$1" ] && "$1" --version >/dev/null 2>&1 && ldd "$1" 2>/dev/null | grep -q "libLLVM.so.$2\|libLLVM-$2"
+linker_ok() {  # $1 = binary, $2 = LLVM major it must be built on (static or shared libLLVM)
+  # `--llvm-args=--version` reaches LLVM's own option parser: "LLVM version 22.1.8".
+  [ -x "$1" ] && "$1" --version >/dev/null 2>&1 \
+    && "$1" --llvm-args=--version -o /dev/null /dev/null 2>&1 | grep -q "LLVM version $2\."
 }
 
+# Build bpf-linker against exactly /usr/lib/llvm-$2, whatever else the machine has. bpf-linker's
+# build script (0.13) ignores llvm-sys's LLVM_SYS_<N>_PREFIX: it reads LLVM_PREFIX, else runs the
+# first `llvm-config` on PATH and prefers `<prefix>/lib64` when that exists. This image ships
+# /usr/bin/llvm-config of LLVM 14 and a /usr/lib64, so every pin is given: LLVM_PREFIX, llvm-sys's
+# prefix, and that LLVM's bin/ (with its llvm-config) first on PATH. tests/test_setup.py proves it
+# from an empty HOME with a decoy llvm-config first on PATH.
+install_linker() {  # $1 = version, $2 = LLVM major, $3 = install root
+  local prefix="/usr/lib/llvm-$2"
+  [ -x "$prefix/bin/llvm-config" ] || { echo "no $prefix/bin/llvm-config (llvm-$2-dev)" >&2; false; }
+  env -u LLVM_CONFIG_PATH PATH="$prefix/bin:$PATH" LLVM_PREFIX="$prefix" \
+    "LLVM_SYS_$2""1_PREFIX=$prefix" RUSTC=/usr/bin/rustc \
+    /usr/bin/cargo install --quiet --force --locked "bpf-linker@$1" \
+    --no-default-features --features "llvm-$2" --root "$3"
+  linker_ok "$3/bin/bpf-linker" "$2" \
+    || { echo "bpf-linker $1 in $3/bin does not link LLVM $2 ($("$3/bin/bpf-linker" --llvm-args=--version -o /dev/null /dev/null 2>&1 | grep -m1 "LLVM version"))" >&2; false; }
+}
+
+CARGO_ROOT="${CARGO_HOME:-$HOME/.cargo}"
 step "bpf-linker ${BPF_LINKER_VERSION} on LLVM ${LLVM_MAJOR} (crates.io)"
-if ! linker_ok "$HOME/.cargo/bin/bpf-linker" "$LLVM_MAJOR"; then
-  env "LLVM_SYS_${LLVM_MAJOR}1_PREFIX=/usr/lib/llvm-${LLVM_MAJOR}" RUSTC=/usr/bin/rustc \
-    /usr/bin/cargo install --quiet --force --locked "bpf-linker@${BPF_LINKER_VERSION}" \
-    --no-default-features --features "llvm-${LLVM_MAJOR}" --root "$HOME/.cargo"
-  linker_ok "$HOME/.cargo/bin/bpf-linker" "$LLVM_MAJOR"
+if ! linker_ok "$CARGO_ROOT/bin/bpf-linker" "$LLVM_MAJOR"; then
+  install_linker "$BPF_LINKER_VERSION" "$LLVM_MAJOR" "$CARGO_ROOT"
 fi
 
 if [ "$LEVEL" = test ]; then
   step "test tool: bpf-linker ${OLD_LINKER_VERSION} on LLVM 19 (provokes the LLVM mismatch)"
   OLD="${XDG_CACHE_HOME:-$HOME/.cache}/pytest-ebpf/bpf-linker-llvm19"   # shared by every clone
-  if ! { [ -x "$OLD/bin/bpf-linker" ] && "$OLD/bin/bpf-linker" --version >/dev/null 2>&1; }; then
-    env LLVM_SYS_191_PREFIX=/usr/lib/llvm-19 RUSTC=/usr/bin/rustc \
-      /usr/bin/cargo install --quiet --force --locked "bpf-linker@${OLD_LINKER_VERSION}" \
-      --no-default-features --features llvm-19 --root "$OLD"
+  if ! linker_ok "$OLD/bin/bpf-linker" 19; then
+    install_linker "$OLD_LINKER_VERSION" 19 "$OLD"
   fi
 fi
 
