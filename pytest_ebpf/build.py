@@ -13,13 +13,14 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from pytest_ebpf.cargo_project import Crate, root_bpf_config
-from pytest_ebpf.diagnose import BuildContext, Diagnosis, diagnose, root_config_diagnosis
+from pytest_ebpf.diagnose import BuildContext, Diagnosis, diagnose
 from pytest_ebpf.toolchain import (
     RustcInfo,
     ToolError,
@@ -45,6 +46,8 @@ class BuildRequest:
     features: tuple[str, ...] = ()
     build_std: str = "auto"
     """``auto``, ``none``, or a comma list of crates (``core``, ``core,alloc``)."""
+    toolchain_source: str = "option"
+    """Where ``toolchain`` came from (``option``, ``env PYTEST_EBPF_TOOLCHAIN``, ...)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class BuildResult:
     duration: float
     """Seconds spent in cargo."""
     prebuilt: bool = False
+    warnings: tuple[str, ...] = ()
+    """rustc's and cargo's warnings of this build, each as cargo rendered it."""
 
     @property
     def path(self) -> Path:
@@ -86,10 +91,21 @@ class BuildFailure:
     diagnoses: tuple[Diagnosis, ...] = field(default_factory=tuple)
     summary: str = ""
 
+    @property
+    def headline(self) -> str:
+        """The failure in one line: the first known problem, else cargo's first error."""
+        if self.diagnoses:
+            return self.diagnoses[0].problem
+        if self.summary:
+            return self.summary
+        for line in self.output.splitlines():
+            if line.startswith("error"):
+                return line.strip()
+        return "cargo failed"
+
     def render(self, max_output_lines: int = 40) -> str:
         """Summary first, cargo's decisive lines next, the fixes last."""
-        first = self.diagnoses[0].problem if self.diagnoses else self.summary or "cargo failed"
-        lines = [f"eBPF build of {self.package} failed: {first}"]
+        lines = [f"eBPF build of {self.package} failed: {self.headline}"]
         if self.command:
             lines.append(f"command: {' '.join(self.command)} (exit {self.returncode})")
         excerpt = _decisive_lines(self.output, max_output_lines)
@@ -106,6 +122,77 @@ class BuildFailure:
 
 
 Outcome = Union[BuildResult, BuildFailure]
+Progress = Callable[[str], None]
+
+#: cargo's own status words, printed right-aligned before a crate or a step.
+STATUS_WORDS = ("Compiling", "Checking", "Finished", "Downloaded", "Downloading", "Updating",
+                "Locking", "Adding", "Blocking", "Fresh", "Running", "Building")
+_GENERATED = re.compile(r"^warning: `[^`]+` \([^)]*\) generated \d+ warnings?")
+
+
+def _source_label(source: str, name: str) -> str:
+    flag = "--ebpf-" + name.replace("_", "-")
+    if source == "option":
+        return flag
+    if source.startswith("env "):
+        return f"the environment ({source[4:]})"
+    if source.startswith("ini "):
+        return f"the ini file ({source[4:]})"
+    return source
+
+
+def status_line(line: str) -> bool:
+    """Is this one of cargo's progress lines (``   Compiling aya-ebpf v0.2.1``)?"""
+    word = line.strip().split(" ", 1)[0]
+    return word in STATUS_WORDS
+
+
+def build_warnings(stderr: str) -> list[str]:
+    """The warnings of a build, each as cargo rendered it (the ``warning: ...`` line and its
+    indented body); cargo's "generated N warnings" summaries are left out."""
+    found: list[str] = []
+    block: list[str] | None = None
+    for line in stderr.splitlines():
+        if line.startswith("warning"):
+            if block:
+                found.append("\n".join(block).rstrip())
+            block = None if _GENERATED.match(line) else [line]
+            continue
+        if block is None:
+            continue
+        if not line.strip() or status_line(line) or line.startswith("error"):
+            found.append("\n".join(block).rstrip())
+            block = None
+        else:
+            block.append(line)
+    if block:
+        found.append("\n".join(block).rstrip())
+    return found
+
+
+def _run_cargo(argv: list[str], cwd: Path, progress: Progress | None
+               ) -> tuple[int, list[str], str]:
+    """Run cargo, passing its status lines to ``progress`` as they come; returns the exit
+    status, stdout's lines (JSON messages) and stderr."""
+    stdout_lines: list[str] = []
+    with subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=os.environ.copy()) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        reader = threading.Thread(target=lambda: stdout_lines.extend(proc.stdout or ()),
+                                  daemon=True)
+        reader.start()
+        err: list[str] = []
+        try:
+            for line in proc.stderr:
+                err.append(line)
+                if progress is not None and status_line(line):
+                    progress(line.strip())
+            proc.wait()
+        except BaseException:
+            proc.kill()
+            raise
+        reader.join()
+    return proc.returncode, [ln.rstrip("\n") for ln in stdout_lines], "".join(err)
 
 
 def _decisive_lines(output: str, limit: int) -> list[str]:
@@ -195,12 +282,12 @@ def build_command(request: BuildRequest, build_std: tuple[str, ...]) -> list[str
 
 
 def _context(request: BuildRequest, info: RustcInfo | None, build_std: tuple[str, ...],
-             root_config: Path | None) -> BuildContext:
+             root_config: Path | None, active: str = "") -> BuildContext:
     linker = bpf_linker_info()
     return BuildContext(
         target=request.target,
-        toolchain=request.toolchain or (short_toolchain_name(info.toolchain or "", info.host)
-                                        if info else ""),
+        toolchain=request.toolchain or (short_toolchain_name(active, info.host)
+                                        if info and active else ""),
         rustc_llvm=info.llvm_version if info else "",
         linker_llvm_major=linker.llvm_major if linker else None,
         build_std=build_std,
@@ -208,19 +295,16 @@ def _context(request: BuildRequest, info: RustcInfo | None, build_std: tuple[str
     )
 
 
-def run_build(request: BuildRequest) -> Outcome:
-    """Run cargo once for the eBPF crate and return what it built, or why it failed."""
+def run_build(request: BuildRequest, progress: Progress | None = None) -> Outcome:
+    """Run cargo once for the eBPF crate and return what it built, or why it failed.
+
+    ``progress`` is called with each of cargo's status lines (``Compiling x v1``) while it
+    runs, so the user can watch a cold build."""
     crate = request.crate
     if shutil.which("cargo") is None:
         text = "`cargo` is not on PATH"
         return BuildFailure(crate.name, (), 127, text,
                             diagnose(text, BuildContext(target=request.target)))
-    root_config = root_bpf_config(crate)
-    if root_config is not None:
-        ctx = BuildContext(target=crate.config.target or request.target,
-                           root_config=str(root_config))
-        return BuildFailure(crate.name, (), 1, "", (root_config_diagnosis(ctx),),
-                            summary="BPF settings at the workspace root")
     try:
         info = rustc_info(request.toolchain, crate.directory)
     except ToolError as exc:
@@ -229,20 +313,21 @@ def run_build(request: BuildRequest) -> Outcome:
         found = diagnose(text, ctx)
         return BuildFailure(crate.name, ("rustc", "-vV"), 1, text, found,
                             summary=f"rustc could not be asked for its version: {text}")
+    active = None
     if request.toolchain is None:
         active = active_toolchain(crate.directory)
         toolchain_name = active.name if active else "cargo on PATH"
         toolchain_source = f"rustup: {active.reason}" if active else "no rustup: cargo on PATH"
     else:
-        toolchain_name, toolchain_source = request.toolchain, "--ebpf-toolchain"
+        toolchain_name = request.toolchain
+        toolchain_source = _source_label(request.toolchain_source, "toolchain")
     build_std = _build_std_crates(request, info)
     argv = build_command(request, build_std)
     started = time.monotonic()
-    proc = subprocess.run(argv, cwd=crate.directory, capture_output=True, text=True,
-                          env=os.environ.copy(), check=False)
+    returncode, stdout_lines, stderr_text = _run_cargo(argv, crate.directory, progress)
     duration = time.monotonic() - started
     artifacts: list[str] = []
-    for line in proc.stdout.splitlines():
+    for line in stdout_lines:
         if not line.startswith("{"):
             continue
         try:
@@ -251,10 +336,11 @@ def run_build(request: BuildRequest) -> Outcome:
             continue
         if message.get("reason") == "compiler-artifact" and message.get("executable"):
             artifacts.append(str(message["executable"]))
-    stderr = proc.stderr[-_OUTPUT_CAP:]
-    if proc.returncode != 0:
-        ctx = _context(request, info, build_std, None)
-        return BuildFailure(crate.name, tuple(argv), proc.returncode, stderr,
+    stderr = stderr_text[-_OUTPUT_CAP:]
+    if returncode != 0:
+        active_name = "" if request.toolchain or active is None else active.name
+        ctx = _context(request, info, build_std, root_bpf_config(crate), active_name)
+        return BuildFailure(crate.name, tuple(argv), returncode, stderr,
                             diagnose(stderr, ctx))
     if not artifacts:
         return BuildFailure(
@@ -283,4 +369,5 @@ def run_build(request: BuildRequest) -> Outcome:
         build_std=build_std,
         command=tuple(argv),
         duration=round(duration, 3),
+        warnings=tuple(build_warnings(stderr_text)),
     )

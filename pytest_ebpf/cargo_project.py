@@ -6,6 +6,7 @@ Nothing here runs cargo (so that counting cargo invocations counts builds): mani
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -78,6 +79,18 @@ def _manifests_below(root: Path) -> list[Path]:
     return found
 
 
+def _member_names(root: Path) -> list[str]:
+    names = []
+    for path in _manifests_below(root):
+        try:
+            found = _package_name(path)
+        except CrateError:
+            continue
+        if found is not None:
+            names.append(found)
+    return names
+
+
 def _workspace_root(crate_dir: Path) -> Path:
     for parent in [crate_dir, *crate_dir.parents]:
         manifest = parent / "Cargo.toml"
@@ -140,15 +153,17 @@ def read_cargo_config(start: Path) -> CargoConfig:
     )
 
 
-def find_crate(spec: str, rootdir: Path) -> Crate:
+def find_crate(spec: str, base: Path, search_root: Path | None = None) -> Crate:
     """Find the crate named by ``spec``: a directory (or its Cargo.toml), or a package name.
 
-    Relative paths are taken from ``rootdir``; package names are looked up in the Cargo
-    manifests below ``rootdir``.
+    Relative paths are taken from ``base``; package names are looked up in the Cargo
+    manifests below ``search_root`` (default: ``base``). A name that is not found gets the
+    nearest known names ("did you mean ...?").
     """
-    candidate = Path(spec)
+    root = search_root if search_root is not None else base
+    candidate = Path(spec).expanduser()
     if not candidate.is_absolute():
-        candidate = rootdir / candidate
+        candidate = base / candidate
     if candidate.name == "Cargo.toml":
         candidate = candidate.parent
     manifest: Path | None = None
@@ -156,21 +171,27 @@ def find_crate(spec: str, rootdir: Path) -> Crate:
         manifest = candidate / "Cargo.toml"
         name = _package_name(manifest)
         if name is None:
+            members = ", ".join(sorted(_member_names(manifest.parent))) or "none found"
             raise CrateError(
-                f"{manifest} has no [package] (it is a workspace manifest); "
-                "name the eBPF crate's own directory or its package name"
+                f"{manifest} has no [package] (it is a workspace manifest); name the eBPF "
+                f"crate's own directory or its package name (packages: {members})"
             )
+    elif "/" in spec or spec in (".", ".."):
+        raise CrateError(f"{candidate} has no Cargo.toml; give the eBPF crate's directory "
+                         "or its package name")
     else:
         names: dict[str, Path] = {}
-        for path in _manifests_below(rootdir):
+        for path in _manifests_below(root):
             found = _package_name(path)
             if found is not None:
                 names.setdefault(found, path)
         if spec not in names:
             known = ", ".join(sorted(names)) or "none"
+            close = difflib.get_close_matches(spec, list(names), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise CrateError(
-                f"no crate directory or package named {spec!r} under {rootdir} "
-                f"(packages found: {known}); pass --ebpf-crate=PATH_OR_PACKAGE"
+                f"no crate directory or package named {spec!r} under {root}; {hint}"
+                f"(packages found: {known})"
             )
         manifest, name = names[spec], spec
     directory = manifest.parent.resolve()

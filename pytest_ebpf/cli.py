@@ -56,8 +56,18 @@ def _max_size_option(p: argparse.ArgumentParser) -> None:
                         "(default: $PYTEST_EBPF_MAX_OBJECT_SIZE, else 256M)")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pytest-ebpf")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pytest-ebpf", description=__doc__)
+    p.add_argument("--version", action="version", version=f"pytest-ebpf {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     doc = sub.add_parser("doctor", help="check every prerequisite of an eBPF build")
     doc.add_argument("--crate", help="the eBPF crate (directory or package name)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,18 @@ class Diagnosis:
 
 
 def _tc(ctx: BuildContext) -> str:
-    return ctx.toolchain or "<toolchain>"
+    """The toolchain in prose: ``toolchain nightly``, or the one rustup picks."""
+    return f"toolchain {ctx.toolchain}" if ctx.toolchain else "the crate's toolchain"
 
 
-def _plus(ctx: BuildContext) -> str:
-    return f" +{ctx.toolchain}" if ctx.toolchain else ""
+def _tc_flag(ctx: BuildContext) -> str:
+    """`` --toolchain NAME`` for rustup commands; empty: rustup picks the crate's toolchain
+    when run in the crate's directory."""
+    return f" --toolchain {ctx.toolchain}" if ctx.toolchain else ""
+
+
+def _in_crate(ctx: BuildContext) -> str:
+    return "" if ctx.toolchain else " (run it in the eBPF crate's directory)"
 
 
 def _llvm_feature(ctx: BuildContext) -> str:
@@ -62,8 +69,11 @@ def _llvm_feature(ctx: BuildContext) -> str:
     return "cargo install bpf-linker --force (built against the LLVM of your rustc: rustc -vV)"
 
 
-def _toolchain_missing(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
-    name = m.group(1)
+Match = Optional["re.Match[str]"]
+
+
+def _toolchain_missing(ctx: BuildContext, m: Match) -> tuple[str, str]:
+    name = m.group(1) if m else ctx.toolchain or "nightly"
     return (
         f"rust toolchain {name!r} is not installed",
         f"rustup toolchain install {name} --component rust-src, or pass "
@@ -71,21 +81,22 @@ def _toolchain_missing(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
     )
 
 
-def _target_missing(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
+def _target_missing(ctx: BuildContext, m: Match) -> tuple[str, str]:
     return (
-        f"no `core` for {ctx.target} in the sysroot of toolchain {_tc(ctx)}: the BPF targets "
+        f"no `core` for {ctx.target} in the sysroot of {_tc(ctx)}: the BPF targets "
         "are Tier 3, rustup has no prebuilt std for them (`rustup target add` answers "
         "\"component 'rust-std' ... is unavailable\")",
         f"build core from source: --ebpf-build-std=core on a nightly with rust-src "
-        f"(rustup component add rust-src --toolchain {_tc(ctx)}), or use a toolchain whose "
+        f"(rustup component add rust-src{_tc_flag(ctx)}{_in_crate(ctx)}), or use a toolchain whose "
         "sysroot ships core for BPF (Debian: apt-get install rustc-web libstd-rust-web-dev-bpf; "
         "rustup toolchain link debian /usr)",
     )
 
 
-def _rust_std_unavailable(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
+def _rust_std_unavailable(ctx: BuildContext, m: Match) -> tuple[str, str]:
+    target = (m.group(1) or m.group(2)) if m else ctx.target
     return (
-        f"rustup cannot install std for {m.group(1) or m.group(2)}: BPF targets are Tier 3, "
+        f"rustup cannot install std for {target}: BPF targets are Tier 3, "
         "no prebuilt "
         "std is distributed",
         "remove the BPF target from rust-toolchain.toml `targets`, and build core from "
@@ -93,32 +104,33 @@ def _rust_std_unavailable(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str
     )
 
 
-def _z_on_stable(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
+def _z_on_stable(ctx: BuildContext, m: Match) -> tuple[str, str]:
+    channel = m.group(1) if m else "stable"
     return (
-        f"`-Z` flags (build-std) need a nightly cargo, but toolchain {_tc(ctx)} is "
-        f"{m.group(1)}",
+        f"`-Z` flags (build-std) need a nightly cargo, but {_tc(ctx)} is {channel}",
         "use a nightly toolchain with rust-src (--ebpf-toolchain=nightly), or a toolchain "
         "with prebuilt core for BPF so no build-std is needed (--ebpf-build-std=none), or "
         "set RUSTC_BOOTSTRAP=1 to allow -Z on this toolchain",
     )
 
 
-def _rust_src_missing(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
+def _rust_src_missing(ctx: BuildContext, m: Match) -> tuple[str, str]:
     return (
         f"-Z build-std needs the library sources (component rust-src), missing from "
-        f"toolchain {_tc(ctx)}",
-        f"rustup component add rust-src --toolchain {_tc(ctx)}",
+        f"{_tc(ctx)}",
+        f"rustup component add rust-src{_tc_flag(ctx)}{_in_crate(ctx)}, or a toolchain "
+        "with prebuilt core for BPF and --ebpf-build-std=none",
     )
 
 
-def _linker_missing(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
+def _linker_missing(ctx: BuildContext, m: Match) -> tuple[str, str]:
     return (
         "bpf-linker is not on PATH (rustc links BPF targets with it)",
         _llvm_feature(ctx) + "; then make sure ~/.cargo/bin is on PATH",
     )
 
 
-def _llvm_mismatch(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
+def _llvm_mismatch(ctx: BuildContext, m: Match) -> tuple[str, str]:
     linker = f"LLVM {ctx.linker_llvm_major}" if ctx.linker_llvm_major else "another LLVM"
     rustc = f"LLVM {ctx.rustc_llvm}" if ctx.rustc_llvm else "its own LLVM"
     return (
@@ -128,7 +140,7 @@ def _llvm_mismatch(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
     )
 
 
-def _std_for_bpf(ctx: BuildContext, m: re.Match[str] | None) -> tuple[str, str]:
+def _std_for_bpf(ctx: BuildContext, m: Match) -> tuple[str, str]:
     if not ctx.root_config:
         return (
             f"the eBPF crate or one of its dependencies needs `std`, which does not exist "
@@ -145,7 +157,7 @@ def _std_for_bpf(ctx: BuildContext, m: re.Match[str] | None) -> tuple[str, str]:
     )
 
 
-def _cargo_missing(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
+def _cargo_missing(ctx: BuildContext, m: Match) -> tuple[str, str]:
     return (
         "cargo is not on PATH",
         "install Rust (rustup, or Debian: apt-get install cargo-web rustc-web) and put "
@@ -153,7 +165,33 @@ def _cargo_missing(ctx: BuildContext, m: re.Match[str]) -> tuple[str, str]:
     )
 
 
-Rule = Callable[[BuildContext, "re.Match[str]"], "tuple[str, str]"]
+def _rustc_too_old(ctx: BuildContext, m: Match) -> tuple[str, str]:
+    rustc, package, version, needs = (m.groups() if m else ("?", "a dependency", "?", "?"))
+    return (
+        f"dependency {package} {version} needs rustc {needs}, but the toolchain is rustc "
+        f"{rustc}: cargo's resolver picked the newest {package} that matches Cargo.toml, "
+        "whatever rustc it needs",
+        f"pin a release that supports rustc {rustc}: `cargo update {package}@{version} "
+        f"--precise <older version>` (or `{package} = \"=<older version>\"` in Cargo.toml; "
+        "`resolver = \"3\"` picks rustc-compatible versions by itself), or use rustc "
+        f"{needs} or newer",
+    )
+
+
+def _feature_on_stable(ctx: BuildContext, m: Match) -> tuple[str, str]:
+    crate = m.group(1) if m and m.group(1) else ""
+    ident = crate.replace("-", "_")
+    who = f"{crate} uses" if crate else "a crate uses"
+    env = (f"RUSTC_BOOTSTRAP = \"{ident}\" in the [env] table of the eBPF crate's "
+           f".cargo/config.toml (that crate only; not \"1\": aya-build then adds "
+           "-Z build-std)") if crate else "a nightly toolchain"
+    return (
+        f"{who} `#![feature]` (nightly-only), and {_tc(ctx)} is a stable release",
+        f"use a nightly toolchain (--ebpf-toolchain=nightly), or allow it on this one: {env}",
+    )
+
+
+Rule = Callable[[BuildContext, Match], "tuple[str, str]"]
 
 #: (key, pattern over the tool output, answer). Order matters: the first rules are the most
 #: specific; several rules may match one output.
@@ -195,6 +233,18 @@ RULES: tuple[tuple[str, re.Pattern[str], Rule], ...] = (
         _llvm_mismatch,
     ),
     (
+        "rustc-too-old-for-dependency",
+        re.compile(r"rustc (\S+) is not supported by the following package:\s*\n\s*"
+                   r"([\w-]+)@(\S+) requires rustc (\S+)"),
+        _rustc_too_old,
+    ),
+    (
+        "feature-on-stable",
+        re.compile(r"`#!\[feature\]` may not be used on the \w+ release channel"
+                   r"(?:[^\n]*\n\s*-->\s*[^\n]*?/registry/src/[^/\n]+/([A-Za-z0-9_-]+?)-\d)?"),
+        _feature_on_stable,
+    ),
+    (
         "std-built-for-bpf",
         re.compile(r"can't find crate for `std`"),
         _std_for_bpf,
@@ -212,11 +262,14 @@ RULES: tuple[tuple[str, re.Pattern[str], Rule], ...] = (
 )
 
 
-def root_config_diagnosis(ctx: BuildContext) -> Diagnosis:
-    """The workspace-root BPF config problem, found by reading the config (before any build)."""
-    problem, fix = _std_for_bpf(ctx, None)
-    return Diagnosis("std-built-for-bpf", problem, fix,
-                     evidence=f"{ctx.root_config}: [build] target = \"{ctx.target}\"")
+def explain(key: str, ctx: BuildContext) -> Diagnosis:
+    """The diagnosis of rule ``key`` without a tool output to match (the doctor finds the
+    same problems by looking, and gives the same fix)."""
+    for rule_key, _, rule in RULES:
+        if rule_key == key:
+            problem, fix = rule(ctx, None)
+            return Diagnosis(key, problem, fix)
+    raise KeyError(key)
 
 
 def diagnose(output: str, ctx: BuildContext) -> tuple[Diagnosis, ...]:

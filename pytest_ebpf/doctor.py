@@ -16,6 +16,7 @@ from typing import TextIO
 import pytest
 
 from pytest_ebpf.cargo_project import Crate, CrateError, find_crate, root_bpf_config
+from pytest_ebpf.diagnose import BuildContext, explain
 from pytest_ebpf.toolchain import (
     RustcInfo,
     ToolError,
@@ -62,47 +63,89 @@ def _check_toolchain(toolchain: str | None, crate: Crate | None
         info = rustc_info(toolchain, cwd)
     except ToolError as exc:
         names = ", ".join(installed_toolchains()) or "none"
+        fix = explain("toolchain-not-installed", BuildContext(toolchain=toolchain or "")).fix
         return Check("toolchain", PROBLEM, f"{toolchain or 'default'}: {exc}",
-                     f"rustup toolchain install {toolchain or 'nightly'} --component rust-src "
-                     f"(installed: {names})"), None
+                     f"{fix} (installed: {names})"), None
     detail = f"{label}: rustc {info.release}, LLVM {info.llvm_version or '?'}"
     return Check("toolchain", OK, detail), info
 
 
-def _check_core(info: RustcInfo | None, target: str, build_std: str) -> Check:
+def _ctx(info: RustcInfo | None, target: str, toolchain: str | None) -> BuildContext:
+    linker = bpf_linker_info()
+    return BuildContext(target=target, toolchain=toolchain or "",
+                        rustc_llvm=info.llvm_version if info else "",
+                        linker_llvm_major=linker.llvm_major if linker else None)
+
+
+def _check_core(info: RustcInfo | None, target: str, build_std: str,
+                toolchain: str | None = None) -> Check:
+    name = f"core for {target}"
     if info is None:
-        return Check(f"core for {target}", PROBLEM, "no working toolchain",
-                     "fix the toolchain first")
+        return Check(name, PROBLEM, "no working toolchain", "fix the toolchain first")
+    ctx = _ctx(info, target, toolchain)
     if info.has_core(target) and build_std in ("auto", "none"):
-        return Check(f"core for {target}", OK, f"prebuilt in {info.sysroot}")
+        return Check(name, OK, f"prebuilt in {info.sysroot}")
     if info.has_rust_src():
         if info.channel == "nightly" or os.environ.get("RUSTC_BOOTSTRAP") == "1":
-            return Check(f"core for {target}", OK, "built from rust-src with -Z build-std")
-        return Check(f"core for {target}", PROBLEM,
-                     f"rust-src present but toolchain is {info.channel}: -Z build-std needs "
-                     "nightly", "use a nightly toolchain, or RUSTC_BOOTSTRAP=1")
-    return Check(f"core for {target}", PROBLEM,
-                 f"no prebuilt core in {info.sysroot} and no rust-src",
-                 f"rustup component add rust-src --toolchain {info.toolchain or 'nightly'} "
-                 "(or Debian: apt-get install libstd-rust-web-dev-bpf)")
+            return Check(name, OK, "built from rust-src with -Z build-std")
+        why = explain("z-flag-on-stable", ctx)
+        return Check(name, PROBLEM, f"rust-src present, but {why.problem}", why.fix)
+    if build_std not in ("auto", "none"):
+        why = explain("rust-src-missing", ctx)
+        return Check(name, PROBLEM, why.problem, why.fix)
+    why = explain("no-core-for-target", ctx)
+    return Check(name, PROBLEM, f"no prebuilt core in {info.sysroot} and no rust-src",
+                 why.fix)
 
 
-def _check_linker(info: RustcInfo | None) -> Check:
+def _linker_off_path() -> list[Path]:
+    """bpf-linker binaries where cargo installs them but PATH does not reach."""
+    homes = [os.environ.get("CARGO_HOME"), str(Path.home() / ".cargo")]
+    found = []
+    for home in dict.fromkeys(h for h in homes if h):
+        candidate = Path(home) / "bin" / "bpf-linker"
+        if os.access(candidate, os.X_OK):
+            found.append(candidate)
+    return found
+
+
+def _check_linker(info: RustcInfo | None, target: str = "bpfel-unknown-none",
+                  toolchain: str | None = None) -> Check:
     linker = bpf_linker_info()
+    ctx = _ctx(info, target, toolchain)
     major = info.llvm_major if info else None
-    install = (f"cargo install bpf-linker --force --no-default-features --features llvm-{major}"
-               if major else "cargo install bpf-linker")
     if linker is None:
-        return Check("bpf-linker", PROBLEM, "not on PATH", install)
+        why = explain("linker-not-found", ctx)
+        off = _linker_off_path()
+        if off:
+            return Check("bpf-linker", PROBLEM,
+                         f"not on PATH, but found {off[0]} (PATH does not include "
+                         f"{off[0].parent})",
+                         f"export PATH={off[0].parent}:$PATH to use it, or {why.fix}")
+        return Check("bpf-linker", PROBLEM, "not on PATH", why.fix)
     llvm = f"LLVM {linker.llvm_major}" if linker.llvm_major else "LLVM unknown (static)"
     detail = f"{linker.path} {linker.version}, {llvm}"
+    fix = explain("llvm-mismatch", ctx).fix
     if major and linker.llvm_major and linker.llvm_major < major:
         return Check("bpf-linker", PROBLEM,
-                     f"{detail}; rustc uses LLVM {major}: bitcode will not be readable",
-                     install)
+                     f"{detail}; rustc uses LLVM {major}: bitcode will not be readable", fix)
     if major and linker.llvm_major and linker.llvm_major != major:
-        return Check("bpf-linker", WARN, f"{detail}; rustc uses LLVM {major}", install)
+        return Check("bpf-linker", WARN, f"{detail}; rustc uses LLVM {major}", fix)
     return Check("bpf-linker", OK, detail)
+
+
+def _needs_std(crate_dir: Path) -> bool:
+    """Does this crate's root source lack ``#![no_std]`` (so it needs std)?"""
+    for rel in ("src/lib.rs", "src/main.rs"):
+        src = crate_dir / rel
+        if src.is_file():
+            try:
+                if "#![no_std]" in src.read_text(errors="replace"):
+                    return False
+            except OSError:
+                return False
+            return True
+    return False
 
 
 def _check_crate(spec: str | None, rootdir: Path) -> tuple[list[Check], Crate | None]:
@@ -115,8 +158,15 @@ def _check_crate(spec: str | None, rootdir: Path) -> tuple[list[Check], Crate | 
     checks = [Check("eBPF crate", OK, f"{crate.name} at {crate.directory}")]
     root = root_bpf_config(crate)
     if root is not None:
-        checks.append(Check("crate config", PROBLEM,
-                            f"{root} sets a BPF target for the whole workspace",
+        std_members = sorted(
+            path.parent.name for path in crate.workspace_root.glob("*/Cargo.toml")
+            if path.parent != crate.directory and _needs_std(path.parent)
+        )
+        who = (f": members that need std ({', '.join(std_members)}) will not build with it"
+               if std_members else "")
+        checks.append(Check("crate config", WARN,
+                            f"{root} sets a BPF target for the whole workspace{who}; "
+                            "the eBPF crate itself can build",
                             "move it into the eBPF crate's own .cargo/config.toml"))
     elif not crate.config.target:
         checks.append(Check("crate config", WARN, "no [build] target in .cargo/config.toml",
@@ -169,7 +219,8 @@ def run_checks(crate_spec: str | None, rootdir: Path, toolchain: str | None = No
     checks = [_check_cargo()]
     crate_checks, crate = _check_crate(crate_spec, rootdir)
     tc_check, info = _check_toolchain(toolchain, crate)
-    checks += [tc_check, _check_core(info, target, build_std), _check_linker(info)]
+    checks += [tc_check, _check_core(info, target, build_std, toolchain),
+               _check_linker(info, target, toolchain)]
     checks += crate_checks
     checks += _check_kernel()
     return checks

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Union
 
 import pytest
 
@@ -33,8 +33,13 @@ Outcome = Union[BuildResult, BuildFailure]
 SETTINGS_KEY = pytest.StashKey[Settings]()
 OUTCOME_KEY = pytest.StashKey[Outcome]()
 OBJECT_KEY = pytest.StashKey["EbpfObject"]()
+FAILURE_SHOWN_KEY = pytest.StashKey[str]()
+CURRENT_TEST_KEY = pytest.StashKey[str]()
+"""The node id of the test that reported a failed build in full."""
+EBPF_FIXTURES = frozenset({"ebpf_build", "ebpf_object", "ebpf_loaded", "ebpf_load", "ebpf_run"})
 WORKER_KEY = "ebpf_build"
 _INACTIVE = "inactive"
+WARNINGS_SHOWN = 3
 
 NOT_CONFIGURED = (
     "no eBPF crate or object is configured for this session; fix: pass "
@@ -97,7 +102,30 @@ def _request(settings: Settings) -> BuildRequest:
         profile=settings.get("profile") or "release",
         features=features,
         build_std=settings.get("build_std") or "auto",
+        toolchain_source=settings.values["toolchain"].source,
     )
+
+
+def _progress(config: pytest.Config) -> Callable[[str], None] | None:
+    """Show cargo's status lines while it runs, around pytest's output capture (as pytest's
+    live logging does), so a cold build is never a silent minute."""
+    tr: Any = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is None:
+        return None
+    capman: Any = config.pluginmanager.get_plugin("capturemanager")
+    quiet = config.get_verbosity() < 0
+
+    def show(line: str) -> None:
+        if quiet and not line.startswith(("Finished", "Compiling")):
+            return
+        text = f"ebpf build: {line}"
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                tr.write_line(text)
+        else:
+            tr.write_line(text)
+
+    return show
 
 
 def ensure_built(config: pytest.Config) -> Outcome:
@@ -111,7 +139,7 @@ def ensure_built(config: pytest.Config) -> Outcome:
     else:
         request = _request(settings)
         custom = config.hook.pytest_ebpf_build(config=config, request=request)
-        outcome = custom if custom is not None else run_build(request)
+        outcome = custom if custom is not None else run_build(request, _progress(config))
     if isinstance(outcome, BuildFailure) and outcome.output:
         ctx = BuildContext(target=settings.get("target") or "")
         extra = config.hook.pytest_ebpf_diagnose(output=outcome.output, context=ctx)
@@ -132,7 +160,7 @@ def built_object(config: pytest.Config) -> EbpfObject:
 
     outcome = ensure_built(config)
     if isinstance(outcome, BuildFailure):
-        pytest.fail(outcome.render(), pytrace=False)
+        fail_build(config, outcome, config.stash.get(CURRENT_TEST_KEY, None))
     try:
         obj = load_object(outcome.path)
     except ObjectError as exc:
@@ -154,14 +182,59 @@ def ebpf_build(pytestconfig: pytest.Config) -> BuildResult:
         pytest.fail(NOT_CONFIGURED, pytrace=False)
     outcome = ensure_built(pytestconfig)
     if isinstance(outcome, BuildFailure):
-        pytest.fail(outcome.render(), pytrace=False)
+        fail_build(pytestconfig, outcome, pytestconfig.stash.get(CURRENT_TEST_KEY, None))
     return outcome
+
+
+def _xdist_worker(config: pytest.Config) -> bool:
+    return getattr(config, "workerinput", None) is not None
+
+
+def fail_build(config: pytest.Config, failure: BuildFailure, nodeid: str | None) -> NoReturn:
+    """Fail a test because the build failed: in full for the first test that needs the build,
+    in one line for every other (under xdist the full report is in the summary's "eBPF build"
+    section, written once by the controller)."""
+    __tracebackhide__ = True
+    if not _xdist_worker(config) and FAILURE_SHOWN_KEY not in config.stash:
+        config.stash[FAILURE_SHOWN_KEY] = nodeid or "the first test"
+        pytest.fail(failure.render(), pytrace=False)
+    where = (f"by {config.stash[FAILURE_SHOWN_KEY]}" if FAILURE_SHOWN_KEY in config.stash
+             else "in the 'eBPF build' section of the summary")
+    pytest.fail(f"eBPF build of {failure.package} failed: {failure.headline} (reported in "
+                f"full {where})", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def ebpf_object(ebpf_build: BuildResult, pytestconfig: pytest.Config) -> EbpfObject:
     """The built object, parsed: programs, functions, maps, BTF (``pytest_ebpf.load_object``)."""
     return built_object(pytestconfig)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A failed build fails each test that needs it here, before its fixtures: pytest would
+    repeat a session fixture's first error word for word in every test."""
+    config = item.config
+    config.stash[CURRENT_TEST_KEY] = item.nodeid
+    if SETTINGS_KEY not in config.stash or not config.stash[SETTINGS_KEY].active:
+        return
+    if EBPF_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        outcome = ensure_built(config)
+        if isinstance(outcome, BuildFailure):
+            fail_build(config, outcome, item.nodeid)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build as soon as the tests are known (not inside the first test's set-up), when a
+    collected test needs the build: cargo's progress then follows "collected N items"."""
+    config = session.config
+    if _xdist_worker(config) or config.option.collectonly or SETTINGS_KEY not in config.stash:
+        return
+    if not config.stash[SETTINGS_KEY].active:
+        return
+    if any(EBPF_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+           for item in session.items):
+        ensure_built(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -198,7 +271,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr = terminalreporter
     tr.section("eBPF build")
     if isinstance(outcome, BuildFailure):
-        tr.line(outcome.render())
+        if FAILURE_SHOWN_KEY in config.stash:
+            tr.line(f"eBPF build of {outcome.package} failed: {outcome.headline} (reported in "
+                    f"full by {config.stash[FAILURE_SHOWN_KEY]})")
+        else:
+            tr.line(outcome.render())
         return
     if outcome.prebuilt:
         tr.line(f"object {outcome.object_path} (prebuilt, no cargo)")
@@ -213,3 +290,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         tr.line(f"object {outcome.object_path}")
     for line in _program_lines(outcome.path):
         tr.line(line)
+    if outcome.warnings:
+        shown = outcome.warnings[:WARNINGS_SHOWN]
+        tr.line(f"{len(outcome.warnings)} warning(s) from the build"
+                + (f", the first {len(shown)}:" if len(shown) < len(outcome.warnings) else ":"),
+                yellow=True)
+        for warning in shown:
+            for line in warning.splitlines():
+                tr.line(f"  {line}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -69,6 +69,23 @@ class Resolved:
     value: str | None
     source: str
     """``option``, ``env PYTEST_EBPF_X``, ``ini ebpf_x``, a project file, or ``default``."""
+    base: Path | None = None
+    """Where a relative path in ``value`` is taken from: the directory pytest was started in
+    (option, environment) or the ini file's directory (ini), as pytest treats paths."""
+    file: Path | None = None
+    """The ini file, for an ini value."""
+
+    def spelled(self, opt: Option) -> str:
+        """The setting as the user wrote it, for error messages: ``--ebpf-x=v``,
+        ``PYTEST_EBPF_X=v (environment)``, ``ebpf_x = v (pytest.ini)``."""
+        if self.source == "option":
+            return f"{opt.flag}={self.value}"
+        if self.source.startswith("env "):
+            return f"{opt.env}={self.value} (environment)"
+        if self.source.startswith("ini "):
+            where = self.file.name if self.file is not None else "ini file"
+            return f"{opt.ini} = {self.value} ({where})"
+        return f"{opt.name.replace('_', '-')} {self.value} (from {self.source})"
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -86,22 +103,58 @@ def add_options(parser: pytest.Parser) -> None:
 ProjectLookup = Callable[[str], Optional[Resolved]]
 
 
+def option(name: str) -> Option:
+    return next(o for o in OPTIONS if o.name == name)
+
+
+#: Settings for which an empty value can only be a mistake (``--ebpf-crate=``).
+_NOT_EMPTY = ("crate", "object", "toolchain", "target", "profile", "build_std", "stack_frame",
+              "privileged", "loader")
+
+
 def resolve(config: pytest.Config, name: str, project: ProjectLookup | None = None) -> Resolved:
-    """Resolve one setting: option > env > ini > project files > default."""
-    opt = next(o for o in OPTIONS if o.name == name)
-    value = config.getoption(f"ebpf_{name}")
-    if value is not None:
-        return Resolved(str(value), "option")
-    if os.environ.get(opt.env):
-        return Resolved(os.environ[opt.env], f"env {opt.env}")
-    ini = config.getini(opt.ini)
-    if ini:
-        return Resolved(str(ini), f"ini {opt.ini}")
+    """Resolve one setting: option > env > ini > project files > default.
+
+    An empty value given on purpose (``--ebpf-crate=``, ``ebpf_crate =``) is a usage error that
+    names where it came from; an empty environment variable counts as unset."""
+    opt = option(name)
+    found = _explicit(config, opt)
+    if found is not None:
+        if name in _NOT_EMPTY and not (found.value or "").strip():
+            raise pytest.UsageError(
+                f"{found.spelled(opt)}: empty value; give a value or drop the setting "
+                f"({opt.help})"
+            )
+        return found
     if project is not None:
-        found = project(name)
-        if found is not None:
-            return found
+        from_project = project(name)
+        if from_project is not None:
+            return from_project
     return Resolved(opt.default, "default")
+
+
+def _explicit(config: pytest.Config, opt: Option) -> Resolved | None:
+    invocation = Path(str(config.invocation_params.dir))
+    value = config.getoption(f"ebpf_{opt.name}")
+    if value is not None:
+        return Resolved(str(value), "option", invocation)
+    if os.environ.get(opt.env):
+        return Resolved(os.environ[opt.env], f"env {opt.env}", invocation)
+    ini = config.getini(opt.ini)
+    if ini is not None and (ini != "" or _ini_has(config, opt.ini)):
+        inipath = config.inipath
+        base = inipath.parent if inipath else Path(str(config.rootpath))
+        return Resolved(str(ini), f"ini {opt.ini}", base, inipath)
+    return None
+
+
+def _ini_has(config: pytest.Config, name: str) -> bool:
+    """Is ``name`` written in the ini file (even as ``name =``)?"""
+    inicfg: Any = getattr(config, "inicfg", {})
+    try:
+        return name in inicfg
+    except TypeError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -131,48 +184,65 @@ class Settings:
         return lines
 
 
-def _check_choice(name: str, value: str | None) -> None:
-    opt = next(o for o in OPTIONS if o.name == name)
-    if opt.choices and value not in opt.choices:
+def _check_choice(name: str, res: Resolved) -> None:
+    opt = option(name)
+    if opt.choices and res.value not in opt.choices:
         raise pytest.UsageError(
-            f"{opt.flag}={value}: not a valid value; use one of {', '.join(opt.choices)}"
+            f"{res.spelled(opt)}: not a valid value; use one of {', '.join(opt.choices)}"
         )
 
 
-def _check_build_std(value: str) -> None:
+def _check_build_std(res: Resolved) -> None:
+    value = res.value or "auto"
     if value in ("auto", "none"):
         return
     allowed = {"core", "alloc", "compiler_builtins"}
     crates = [c for c in value.split(",") if c]
     if not crates or any(c not in allowed for c in crates):
         raise pytest.UsageError(
-            f"--ebpf-build-std={value}: use auto, none, or a comma list of "
+            f"{res.spelled(option('build_std'))}: use auto, none, or a comma list of "
             f"{', '.join(sorted(allowed))} (e.g. core)"
         )
 
 
+def _path(res: Resolved, fallback: Path) -> Path:
+    path = Path(res.value or "").expanduser()
+    return path if path.is_absolute() else (res.base or fallback) / path
+
+
 def load_settings(config: pytest.Config) -> Settings:
-    """Resolve every option; bad values become one ``pytest.UsageError`` naming the fix."""
+    """Resolve every option; bad values become one ``pytest.UsageError`` naming the fix.
+
+    Paths given on the command line or in the environment are taken from the directory pytest
+    was started in; paths in the ini file from the ini file's directory. Package names are
+    looked up below pytest's rootdir."""
     rootdir = Path(str(config.rootpath))
     values: dict[str, Resolved] = {}
     for name in ("crate", "object"):
         values[name] = resolve(config, name)
     crate: Crate | None = None
     object_path: Path | None = None
+    if values["object"].value and values["crate"].value:
+        raise pytest.UsageError(
+            f"{values['object'].spelled(option('object'))} and "
+            f"{values['crate'].spelled(option('crate'))} are both set: pick one (the object "
+            "is used as it is, the crate is built with cargo)"
+        )
     if values["object"].value:
-        object_path = Path(values["object"].value)
-        if not object_path.is_absolute():
-            object_path = rootdir / object_path
+        object_path = _path(values["object"], rootdir)
         if not object_path.is_file():
             raise pytest.UsageError(
-                f"--ebpf-object={values['object'].value}: no such file "
+                f"{values['object'].spelled(option('object'))}: no such file "
                 f"({object_path}); give the path of a built eBPF object"
             )
     elif values["crate"].value:
+        spec = values["crate"].value
+        base = values["crate"].base or rootdir
         try:
-            crate = find_crate(values["crate"].value, rootdir)
+            crate = find_crate(spec, base, search_root=rootdir)
         except CrateError as exc:
-            raise pytest.UsageError(f"--ebpf-crate: {exc}") from exc
+            raise pytest.UsageError(f"{values['crate'].spelled(option('crate'))}: {exc}"
+                                    ) from exc
 
     def from_project(name: str) -> Resolved | None:
         if crate is None:
@@ -188,10 +258,17 @@ def load_settings(config: pytest.Config) -> Settings:
     for name in ("toolchain", "target", "profile", "features", "build_std", "stack_frame",
                  "privileged", "loader"):
         values[name] = resolve(config, name, from_project)
-    _check_choice("target", values["target"].value)
+    _check_choice("target", values["target"])
     for name in ("stack_frame", "privileged", "loader"):
-        _check_choice(name, values[name].value)
-    _check_build_std(values["build_std"].value or "auto")
-    if not (values["profile"].value or "").strip():
-        raise pytest.UsageError("--ebpf-profile: empty; use release, dev or a custom profile")
+        _check_choice(name, values[name])
+    _check_build_std(values["build_std"])
+    if crate is not None and crate.config.build_std:
+        chosen = values["build_std"]
+        wanted = ",".join(crate.config.build_std)
+        if chosen.value == "none" or (chosen.value not in ("auto", wanted)):
+            raise pytest.UsageError(
+                f"{chosen.spelled(option('build_std'))} conflicts with "
+                f"{crate.config.files[0]}, whose [unstable] build-std = {wanted} cargo applies "
+                "whatever the plugin asks; change or remove it there, or drop the setting"
+            )
     return Settings(values=values, crate=crate, object_path=object_path)

@@ -131,12 +131,69 @@ def test_llvm_mismatch(pytester: pytest.Pytester, example_copy: Path, tmp_path: 
     assert_diagnosed(result, "llvm-mismatch", "--features llvm-22")
 
 
-def test_bpf_config_at_workspace_root(pytester: pytest.Pytester, example_copy: Path) -> None:
-    crate_config = example_copy / "lock-ebpf" / ".cargo"
-    shutil.move(str(crate_config), str(example_copy / ".cargo"))
+def test_bpf_config_at_workspace_root_builds(pytester: pytest.Pytester,
+                                             example_copy: Path) -> None:
+    """BPF settings at the workspace root are not refused: cargo can build the eBPF crate
+    (its dependencies are no_std), so the plugin lets it."""
+    shutil.move(str(example_copy / "lock-ebpf" / ".cargo"), str(example_copy / ".cargo"))
+    result = run_plugin(pytester, example_copy / "lock-ebpf")
+    result.assert_outcomes(passed=1)
+
+
+def test_bpf_config_at_workspace_root_with_a_std_dependency(pytester: pytest.Pytester,
+                                                           example_copy: Path) -> None:
+    """The root config is named when it really breaks the build: the eBPF crate depends on a
+    workspace member that needs std, and cargo builds that member for BPF."""
+    shutil.move(str(example_copy / "lock-ebpf" / ".cargo"), str(example_copy / ".cargo"))
+    helper = example_copy / "helper"
+    (helper / "src").mkdir(parents=True)
+    (helper / "Cargo.toml").write_text(
+        '[package]\nname = "helper"\nversion = "0.1.0"\nedition = "2021"\n')
+    (helper / "src" / "lib.rs").write_text("pub fn name() -> String { String::new() }\n")
+    ws = example_copy / "Cargo.toml"
+    ws.write_text(ws.read_text().replace('"lock-ebpf"]', '"lock-ebpf", "helper"]'))
+    manifest = example_copy / "lock-ebpf" / "Cargo.toml"
+    manifest.write_text(manifest.read_text().replace(
+        "[dependencies]\n", '[dependencies]\nhelper = { path = "../helper" }\n'))
     result = run_plugin(pytester, example_copy / "lock-ebpf")
     text = assert_diagnosed(result, "std-built-for-bpf", "lock-ebpf/.cargo/config.toml")
     assert str(example_copy / ".cargo" / "config.toml") in text
+    assert "can't find crate for `std`" in text
+
+
+def test_feature_on_stable_toolchain(pytester: pytest.Pytester, example_copy: Path) -> None:
+    """aya-ebpf uses #![feature] on BPF targets; a stable toolchain without the example's
+    RUSTC_BOOTSTRAP=aya_ebpf refuses it, and the fix names that exact setting."""
+    config = example_copy / "lock-ebpf" / ".cargo" / "config.toml"
+    text = config.read_text()
+    assert 'RUSTC_BOOTSTRAP = "aya_ebpf"' in text
+    config.write_text(text.replace('RUSTC_BOOTSTRAP = "aya_ebpf"', ""))
+    result = run_plugin(pytester, example_copy / "lock-ebpf")
+    out = assert_diagnosed(result, "feature-on-stable", 'RUSTC_BOOTSTRAP = "aya_ebpf"')
+    assert "aya-ebpf uses `#![feature]`" in out
+
+
+def test_dependency_needs_a_newer_rustc(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The resolver trap of public projects: `aya-build = "0.2.0"` resolves to 0.2.1, which
+    needs a newer rustc than the toolchain's (edition 2021: no rustc-aware resolver). The
+    newest aya-build must need more than this rustc for the trap to exist."""
+    rustc = subprocess.run(["rustc", "+debian", "-vV"], capture_output=True, text=True,
+                           check=True).stdout
+    crate = tmp_path / "trap-ebpf"
+    (crate / "src").mkdir(parents=True)
+    (crate / "Cargo.toml").write_text(
+        '[package]\nname = "trap-ebpf"\nversion = "0.1.0"\nedition = "2021"\n\n'
+        '[build-dependencies]\naya-build = { version = "0.2.0", default-features = false }\n')
+    (crate / "src" / "main.rs").write_text(
+        "#![no_std]\n#![no_main]\n#[panic_handler]\n"
+        "fn panic(_: &core::panic::PanicInfo) -> ! { loop {} }\n")
+    (crate / "build.rs").write_text("fn main() {}\n")
+    (crate / "rust-toolchain.toml").write_text('[toolchain]\nchannel = "debian"\n')
+    result = run_plugin(pytester, crate)
+    text = assert_diagnosed(result, "rustc-too-old-for-dependency", "--precise")
+    release = next(line.split()[1] for line in rustc.splitlines() if line.startswith("release"))
+    assert f"but the toolchain is rustc {release}" in text
+    assert "dependency aya-build 0.2." in text
 
 
 def test_cargo_not_on_path(pytester: pytest.Pytester, example_copy: Path, tmp_path: Path,

@@ -86,14 +86,19 @@ def test_older_llvm_linker_is_a_problem(tmp_path: Path) -> None:
     assert "rustc uses LLVM 22: bitcode will not be readable" in row(proc.stdout, "bpf-linker")
 
 
-def test_bpf_config_at_workspace_root_is_a_problem(tmp_path: Path) -> None:
+def test_bpf_config_at_workspace_root_is_a_warning(tmp_path: Path) -> None:
+    """cargo builds the eBPF crate with BPF settings at the workspace root (its dependencies
+    are no_std), so the doctor warns, naming the members that need std, and blocks nothing."""
     ws = tmp_path / "ws"
     shutil.copytree(EXAMPLE, ws, ignore=shutil.ignore_patterns("target", "tests"))
     shutil.move(str(ws / "lock-ebpf" / ".cargo"), str(ws / ".cargo"))
     proc = subprocess.run([str(DOCTOR), "doctor", "--root", str(ws), "--crate", "lock-ebpf"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    assert "sets a BPF target for the whole workspace" in row(proc.stdout, "crate config")
+    assert proc.returncode == 0, proc.stdout
+    line = row(proc.stdout, "crate config")
+    assert " warn " in line and "sets a BPF target for the whole workspace" in line
+    assert "need std (lock)" in line
+    assert proc.stdout.rstrip().endswith("nothing blocks an eBPF build")
 
 
 def test_pytest_option_runs_the_doctor(pytester: pytest.Pytester) -> None:
