@@ -20,6 +20,8 @@ import io
 import json
 import os
 import random
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -57,7 +59,7 @@ from pytest_ebpf.report import EbpfAssertionError
 C_DIR = Path(__file__).parent / "c"
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 SEED = int(os.environ.get("PYTEST_EBPF_FUZZ_SEED", "20261202"))
-CASES = int(os.environ.get("PYTEST_EBPF_FUZZ_CASES", "1500"))
+CASES = int(os.environ.get("PYTEST_EBPF_FUZZ_CASES", "1000"))
 
 #: base object -> how the suite builds it (compile_c flags, or the Aya crate's target)
 BASES: dict[str, tuple[str, ...]] = {
@@ -69,7 +71,8 @@ BASES: dict[str, tuple[str, ...]] = {
     "aya-bpfel": ("aya", "bpfel-unknown-none"),
     "aya-bpfeb": ("aya", "bpfeb-unknown-none"),
 }
-FUZZED = ("c-el-btf", "c-eb-btf", "c-el-nobtf", "c-eb-nobtf", "c-el-globals", "aya-bpfel")
+FUZZED = ("c-el-btf", "c-eb-btf", "c-el-nobtf", "c-eb-nobtf", "c-el-globals", "aya-bpfel",
+          "aya-bpfeb")
 
 Bases = dict[str, Callable[[], bytes]]
 
@@ -265,6 +268,23 @@ def test_other_byte_order_btf_through_the_native_loader(bases: Bases, tmp_path: 
         assert results["xdp_pass"].loaded, results["xdp_pass"].error
         for res in results.values():
             assert any("refused the object's BTF" in n for n in res.notes), res.notes
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify"])
+def test_same_name_sections_through_the_command(
+    bases: Bases, tmp_path: Path, command: str
+) -> None:
+    """Issue 9's first bug as the user met it: the command exited 1 with a traceback."""
+    entry = json.loads((CORPUS / "same-name-program-sections.json").read_text())
+    path = tmp_path / "same-name.o"
+    path.write_bytes(_mutant(entry, bases))
+    proc = subprocess.run([sys.executable, "-m", "pytest_ebpf.cli", command, str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        f"error: {path}: sections 4 and 6 are both named 'xdp'; programs, maps and data are "
+        "found by section name, so it must name one section\n"
+    )
 
 
 def test_corpus_mutations_change_their_base(bases: Bases) -> None:
