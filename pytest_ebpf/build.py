@@ -21,6 +21,7 @@ from typing import Any, Callable, Union
 
 from pytest_ebpf.cargo_project import Crate, root_bpf_config
 from pytest_ebpf.diagnose import BuildContext, Diagnosis, diagnose
+from pytest_ebpf.shipped import ShippedBuild, find_shipped_build
 from pytest_ebpf.toolchain import (
     RustcInfo,
     ToolError,
@@ -74,6 +75,12 @@ class BuildResult:
     prebuilt: bool = False
     warnings: tuple[str, ...] = ()
     """rustc's and cargo's warnings of this build, each as cargo rendered it."""
+    rustflags: tuple[str, ...] = ()
+    """The flags cargo gave rustc when the plugin chose them (empty: cargo's own config)."""
+    rustflags_source: str = ""
+    """Why those flags: ``aya-build in lock/build.rs`` (the build that ships)."""
+    notes: tuple[str, ...] = ()
+    """Settings that did not reach cargo as the user may think, each named."""
 
     @property
     def path(self) -> Path:
@@ -170,13 +177,50 @@ def build_warnings(stderr: str) -> list[str]:
     return found
 
 
-def _run_cargo(argv: list[str], cwd: Path, progress: Progress | None
-               ) -> tuple[int, list[str], str]:
+def _normalized(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """``-C x``/``-Cx`` and ``--cfg x``/``--cfg=x`` spelled one way, to compare flag sets."""
+    out: list[str] = []
+    pending = ""
+    for flag in flags:
+        if pending:
+            out.append(pending + flag)
+            pending = ""
+        elif flag in ("-C", "--cfg"):
+            pending = "-C" if flag == "-C" else "--cfg="
+        else:
+            out.append(flag)
+    return tuple(sorted(out))
+
+
+def _shipped_env(crate: Crate, env: dict[str, str]) -> tuple[ShippedBuild | None, list[str]]:
+    """Set aya-build's flags when the workspace builds the crate with it; name what they
+    override."""
+    shipped = find_shipped_build(crate)
+    notes: list[str] = []
+    if shipped is None:
+        return None, notes
+    for name in ("CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS"):
+        if env.get(name):
+            notes.append(f"{name} from the environment is not used: the eBPF crate is built "
+                         f"with the flags of {shipped.describe()}, as the shipped build is")
+    own = crate.config.rustflags
+    if own and _normalized(own) != _normalized(shipped.rustflags):
+        notes.append(f"rustflags of {crate.config.files[0]} ({' '.join(own)}) are not used: "
+                     f"{shipped.describe()} builds the crate from {shipped.builder}'s "
+                     "directory, where that file is not read")
+    env["CARGO_ENCODED_RUSTFLAGS"] = shipped.encoded
+    env.pop("RUSTFLAGS", None)
+    return shipped, notes
+
+
+def _run_cargo(argv: list[str], cwd: Path, progress: Progress | None,
+               env: dict[str, str] | None = None) -> tuple[int, list[str], str]:
     """Run cargo, passing its status lines to ``progress`` as they come; returns the exit
     status, stdout's lines (JSON messages) and stderr."""
     stdout_lines: list[str] = []
     with subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=os.environ.copy()) as proc:
+                          text=True, env=env if env is not None else os.environ.copy()
+                          ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         reader = threading.Thread(target=lambda: stdout_lines.extend(proc.stdout or ()),
                                   daemon=True)
@@ -324,7 +368,9 @@ def run_build(request: BuildRequest, progress: Progress | None = None) -> Outcom
     build_std = _build_std_crates(request, info)
     argv = build_command(request, build_std)
     started = time.monotonic()
-    returncode, stdout_lines, stderr_text = _run_cargo(argv, crate.directory, progress)
+    env = os.environ.copy()
+    shipped, notes = _shipped_env(crate, env)
+    returncode, stdout_lines, stderr_text = _run_cargo(argv, crate.directory, progress, env)
     duration = time.monotonic() - started
     artifacts: list[str] = []
     for line in stdout_lines:
@@ -370,4 +416,7 @@ def run_build(request: BuildRequest, progress: Progress | None = None) -> Outcom
         command=tuple(argv),
         duration=round(duration, 3),
         warnings=tuple(build_warnings(stderr_text)),
+        rustflags=shipped.rustflags if shipped else (),
+        rustflags_source=shipped.describe() if shipped else "",
+        notes=tuple(notes),
     )

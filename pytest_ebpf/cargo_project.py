@@ -62,6 +62,16 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise CrateError(f"{path}: cannot be read as TOML: {exc}") from exc
 
 
+def load_manifest(manifest: Path) -> dict[str, Any]:
+    """A ``Cargo.toml`` as data (CrateError when it cannot be read)."""
+    return _load_toml(manifest)
+
+
+def manifests_below(root: Path) -> list[Path]:
+    """Every ``Cargo.toml`` below ``root`` (``target/`` and hidden tool dirs skipped)."""
+    return _manifests_below(root)
+
+
 def _package_name(manifest: Path) -> str | None:
     package = _load_toml(manifest).get("package")
     if isinstance(package, dict) and isinstance(package.get("name"), str):

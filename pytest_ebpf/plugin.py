@@ -287,6 +287,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         tr.line(f"toolchain chosen by {outcome.toolchain_source}")
         if outcome.build_std:
             tr.line(f"build-std: {','.join(outcome.build_std)}")
+        if outcome.rustflags:
+            tr.line(f"rustflags: {' '.join(outcome.rustflags)} (as {outcome.rustflags_source} "
+                    "passes them: the object the user-space crate embeds)")
+        for note in outcome.notes:
+            tr.line(f"note: {note}", yellow=True)
         tr.line(f"object {outcome.object_path}")
     for line in _program_lines(outcome.path):
         tr.line(line)
