@@ -162,7 +162,8 @@ def built_object(config: pytest.Config) -> EbpfObject:
     if isinstance(outcome, BuildFailure):
         fail_build(config, outcome, config.stash.get(CURRENT_TEST_KEY, None))
     try:
-        obj = load_object(outcome.path)
+        obj = load_object(outcome.path,
+                          max_size=config.stash[SETTINGS_KEY].get("max_object_size"))
     except ObjectError as exc:
         pytest.fail(f"eBPF object cannot be read: {exc}\nfix: rebuild the crate; if the "
                     "object is prebuilt, check --ebpf-object", pytrace=False)

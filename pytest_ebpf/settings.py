@@ -15,6 +15,7 @@ import pytest
 
 from pytest_ebpf.build import BPF_TARGETS
 from pytest_ebpf.cargo_project import Crate, CrateError, find_crate
+from pytest_ebpf.object_file import parse_size
 
 GROUP = "ebpf"
 
@@ -58,6 +59,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("privileged", "tests that load programs into the kernel: auto (run when root/CAP_BPF "
            "and bpffs allow, else skip with the reason), require (fail instead: CI gates), no",
            default="auto", choices=("auto", "require", "no")),
+    Option("max_object_size", "refuse eBPF object files larger than this (bytes, or with a "
+           "K/M/G suffix) before reading them", default="256M"),
     Option("loader", "how programs are loaded: auto (bpftool when libbpf can open the object, "
            "else native), bpftool, native (our bpf() loader, for Aya objects)",
            default="auto", choices=("auto", "bpftool", "native")),
@@ -109,7 +112,7 @@ def option(name: str) -> Option:
 
 #: Settings for which an empty value can only be a mistake (``--ebpf-crate=``).
 _NOT_EMPTY = ("crate", "object", "toolchain", "target", "profile", "build_std", "stack_frame",
-              "privileged", "loader")
+              "privileged", "loader", "max_object_size")
 
 
 def resolve(config: pytest.Config, name: str, project: ProjectLookup | None = None) -> Resolved:
@@ -256,8 +259,13 @@ def load_settings(config: pytest.Config) -> Settings:
         return None
 
     for name in ("toolchain", "target", "profile", "features", "build_std", "stack_frame",
-                 "privileged", "loader"):
+                 "privileged", "loader", "max_object_size"):
         values[name] = resolve(config, name, from_project)
+    try:
+        parse_size(values["max_object_size"].value or "")
+    except ValueError as exc:
+        raise pytest.UsageError(
+            f"{values['max_object_size'].spelled(option('max_object_size'))}: {exc}") from exc
     _check_choice("target", values["target"])
     for name in ("stack_frame", "privileged", "loader"):
         _check_choice(name, values[name])

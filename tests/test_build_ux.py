@@ -142,9 +142,11 @@ def test_object_path_in_the_ini_is_taken_from_the_ini_directory(
         (["--ebpf-crate=mini-epbf"], {}, "", "did you mean 'mini-ebpf'?"),
         (["--ebpf-crate=mini", "--ebpf-build-std=none"], {}, "",
          "--ebpf-build-std=none conflicts with"),
+        (["--ebpf-crate=mini"], {"PYTEST_EBPF_MAX_OBJECT_SIZE": "lots"}, "",
+         "PYTEST_EBPF_MAX_OBJECT_SIZE=lots (environment): bad object size 'lots'"),
     ],
     ids=["crate-and-object", "empty-option", "empty-ini", "env-choice", "ini-choice",
-         "typo", "build-std-conflict"],
+         "typo", "build-std-conflict", "max-size"],
 )
 def test_usage_errors_name_their_source(pytester: pytest.Pytester, workspace: Path,
                                         monkeypatch: pytest.MonkeyPatch, args: list[str],
@@ -160,6 +162,16 @@ def test_usage_errors_name_their_source(pytester: pytest.Pytester, workspace: Pa
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     assert message in result.stderr.str(), result.stderr.str()
     assert "Traceback" not in result.stderr.str()
+
+
+def test_object_over_the_size_bound_fails_its_tests(pytester: pytest.Pytester) -> None:
+    obj = pytester.path / "big.o"
+    obj.write_bytes(b"\x7fELF" + bytes(4096))
+    pytester.makepyfile(test_o="def test_o(ebpf_object):\n    pass\n")
+    result = run(pytester, f"--ebpf-object={obj}", "--ebpf-max-object-size=1K")
+    result.assert_outcomes(errors=1)
+    text = result.stdout.str()
+    assert "eBPF object cannot be read:" in text and "1024" in text, text
 
 
 def test_summary_names_the_environment_as_the_toolchain_source(
