@@ -191,6 +191,16 @@ def _feature_on_stable(ctx: BuildContext, m: Match) -> tuple[str, str]:
     )
 
 
+def _lto_in_rustflags(ctx: BuildContext, m: Match) -> tuple[str, str]:
+    return (
+        "`-C lto` is in the rustflags, but cargo compiles with `-C embed-bitcode=no` wherever "
+        "the cargo profile has no LTO (the two cannot be combined)",
+        "turn LTO on in the profile: `lto = true` under [profile.release] of the workspace's "
+        "Cargo.toml (the crate's own when it is not in a workspace); `-C lto=yes` in rustflags "
+        "is then redundant",
+    )
+
+
 Rule = Callable[[BuildContext, Match], "tuple[str, str]"]
 
 #: (key, pattern over the tool output, answer). Order matters: the first rules are the most
@@ -243,6 +253,11 @@ RULES: tuple[tuple[str, re.Pattern[str], Rule], ...] = (
         re.compile(r"`#!\[feature\]` may not be used on the \w+ release channel"
                    r"(?:[^\n]*\n\s*-->\s*[^\n]*?/registry/src/[^/\n]+/([A-Za-z0-9_-]+?)-\d)?"),
         _feature_on_stable,
+    ),
+    (
+        "lto-in-rustflags",
+        re.compile(r"options `-C embed-bitcode=no` and `-C lto` are incompatible"),
+        _lto_in_rustflags,
     ),
     (
         "std-built-for-bpf",

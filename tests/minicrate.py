@@ -29,6 +29,7 @@ path = "src/main.rs"
 panic = "abort"
 debug = 2
 codegen-units = 1
+lto = LTO
 
 [profile.dev]
 panic = "abort"
@@ -56,12 +57,12 @@ def toml_list(items: list[str]) -> str:
 
 
 def make_crate(dest: Path, body: str = "2", config: str | None = None,
-               toolchain: str | None = "debian") -> Path:
+               toolchain: str | None = "debian", lto: bool = False) -> Path:
     """Write the crate at ``dest`` and return ``dest``. ``config`` replaces the default
     ``.cargo/config.toml`` (target bpfel, BTF flags)."""
     (dest / "src").mkdir(parents=True, exist_ok=True)
     (dest / ".cargo").mkdir(exist_ok=True)
-    (dest / "Cargo.toml").write_text(MANIFEST)
+    (dest / "Cargo.toml").write_text(MANIFEST.replace("LTO", "true" if lto else "false"))
     (dest / "src" / "main.rs").write_text(PROGRAM.replace("BODY", body))
     if config is None:
         config = ('[build]\ntarget = "bpfel-unknown-none"\n'
