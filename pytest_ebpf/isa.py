@@ -29,19 +29,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from pytest_ebpf.abi import PseudoCall
 from pytest_ebpf.errors import ObjectError
 
 __all__ = [
     "CLASS_NAMES",
     "INSN_SIZE",
-    "PSEUDO_BTF_ID",
-    "PSEUDO_CALL",
-    "PSEUDO_FUNC",
-    "PSEUDO_KFUNC_CALL",
-    "PSEUDO_MAP_FD",
-    "PSEUDO_MAP_IDX",
-    "PSEUDO_MAP_IDX_VALUE",
-    "PSEUDO_MAP_VALUE",
     "Insn",
     "decode",
     "decode_at",
@@ -54,16 +47,7 @@ __all__ = [
 
 INSN_SIZE = 8
 
-# ld_imm64 ``src`` values (include/uapi/linux/bpf.h, BPF_PSEUDO_*).
-PSEUDO_MAP_FD = 1
-PSEUDO_MAP_VALUE = 2
-PSEUDO_BTF_ID = 3
-PSEUDO_FUNC = 4
-PSEUDO_MAP_IDX = 5
-PSEUDO_MAP_IDX_VALUE = 6
-# call ``src`` values.
-PSEUDO_CALL = 1
-PSEUDO_KFUNC_CALL = 2
+# ld_imm64 and call ``src`` values: pytest_ebpf.abi.PseudoSrc and PseudoCall.
 
 # --- encoding tables (bpf_common.h / bpf.h) --------------------------------------------------
 
@@ -394,11 +378,11 @@ class Insn:
     @property
     def is_pseudo_call(self) -> bool:
         """A BPF-to-BPF call; its target slot is :attr:`call_target`."""
-        return self._kind == _K_CALL and self.src == PSEUDO_CALL
+        return self._kind == _K_CALL and self.src == PseudoCall.CALL
 
     @property
     def is_kfunc_call(self) -> bool:
-        return self._kind == _K_CALL and self.src == PSEUDO_KFUNC_CALL
+        return self._kind == _K_CALL and self.src == PseudoCall.KFUNC_CALL
 
     @property
     def is_callx(self) -> bool:
@@ -462,7 +446,7 @@ class Insn:
 
     @property
     def pseudo(self) -> int | None:
-        """``src`` of an ld_imm64 (0 plain constant, PSEUDO_MAP_FD, ...), else None."""
+        """``src`` of an ld_imm64 (0 plain constant, ``PseudoSrc.MAP_FD``, ...), else None."""
         return self.src if self._kind == _K_LD_IMM64 else None
 
     @property

@@ -5,8 +5,8 @@ owns and closes them. Failures raise :class:`KernelError`, except verifier rejec
 :func:`prog_load`, which come back in the :class:`LoadOutcome` with the full verifier log.
 
 This module is the public face; the code lives in ``kernel_sys`` (the call, errors, ``Fd``),
-``kernel_maps``, ``kernel_progs``, ``kernel_objects``, ``kernel_abi`` (enums and layouts written
-from ``include/uapi/linux/bpf.h``) and ``verifier_log``.
+``kernel_maps``, ``kernel_progs``, ``kernel_objects``, ``kernel_abi`` (flags and layouts written
+from ``include/uapi/linux/bpf.h``; the enums are :mod:`pytest_ebpf.abi`'s) and ``verifier_log``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import errno as _errno
 import os
 import platform
 
+from pytest_ebpf.abi import PERCPU_MAP_TYPES, MapType
 from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.kernel_abi import (
     BPF_ANY,
@@ -38,7 +39,6 @@ from pytest_ebpf.kernel_abi import (
     BPF_PSEUDO_MAP_FD,
     BPF_PSEUDO_MAP_IDX,
     BPF_PSEUDO_MAP_VALUE,
-    PERCPU_MAP_TYPES,
 )
 from pytest_ebpf.kernel_maps import (
     map_create,
@@ -134,7 +134,7 @@ def bpf_available() -> tuple[bool, str]:
     if syscall_fn is None:
         return False, f"bpf() is unsupported here ({platform.system()} {platform.machine()})"
     try:
-        map_create(BPF_MAP_TYPE["array"], 4, 4, 1).close()
+        map_create(MapType.ARRAY, 4, 4, 1).close()
     except KernelError as exc:
         if exc.errno == _errno.ENOSYS:
             return False, "kernel built without CONFIG_BPF_SYSCALL (bpf() returned ENOSYS)"

@@ -1,10 +1,11 @@
-"""Kernel ABI tables for :mod:`pytest_ebpf.kernel`: enums, flags and ``union bpf_attr`` layouts.
+"""Kernel ABI tables for :mod:`pytest_ebpf.kernel`: flags and ``union bpf_attr`` layouts.
 
-Written from ``include/uapi/linux/bpf.h``. Each ``bpf()`` command gets its own ctypes structure
-holding only the leading part of ``union bpf_attr`` it uses; the kernel zero-fills whatever lies
-past the size passed, so a short structure is valid on both older and newer kernels. Key offsets are
-checked against the UAPI at import time (``ImportError`` on an ABI where ``__aligned_u64`` would
-not be 8-byte aligned).
+Written from ``include/uapi/linux/bpf.h``; the enums themselves live in :mod:`pytest_ebpf.abi`,
+and the name -> number dicts here are views of them. Each ``bpf()`` command gets its own ctypes
+structure holding only the leading part of ``union bpf_attr`` it uses; the kernel zero-fills
+whatever lies past the size passed, so a short structure is valid on both older and newer
+kernels. Key offsets are checked against the UAPI at import time (``ImportError`` on an ABI
+where ``__aligned_u64`` would not be 8-byte aligned).
 """
 
 from __future__ import annotations
@@ -12,209 +13,22 @@ from __future__ import annotations
 import ctypes
 from typing import Final
 
-# --- enum bpf_cmd -------------------------------------------------------------------------------
-
-BPF_CMD: Final[dict[str, int]] = {
-    name: number
-    for number, name in enumerate(
-        (
-            "MAP_CREATE",
-            "MAP_LOOKUP_ELEM",
-            "MAP_UPDATE_ELEM",
-            "MAP_DELETE_ELEM",
-            "MAP_GET_NEXT_KEY",
-            "PROG_LOAD",
-            "OBJ_PIN",
-            "OBJ_GET",
-            "PROG_ATTACH",
-            "PROG_DETACH",
-            "PROG_TEST_RUN",
-            "PROG_GET_NEXT_ID",
-            "MAP_GET_NEXT_ID",
-            "PROG_GET_FD_BY_ID",
-            "MAP_GET_FD_BY_ID",
-            "OBJ_GET_INFO_BY_FD",
-            "PROG_QUERY",
-            "RAW_TRACEPOINT_OPEN",
-            "BTF_LOAD",
-            "BTF_GET_FD_BY_ID",
-            "TASK_FD_QUERY",
-            "MAP_LOOKUP_AND_DELETE_ELEM",
-            "MAP_FREEZE",
-            "BTF_GET_NEXT_ID",
-            "MAP_LOOKUP_BATCH",
-            "MAP_LOOKUP_AND_DELETE_BATCH",
-            "MAP_UPDATE_BATCH",
-            "MAP_DELETE_BATCH",
-            "LINK_CREATE",
-            "LINK_UPDATE",
-            "LINK_GET_FD_BY_ID",
-            "LINK_GET_NEXT_ID",
-            "ENABLE_STATS",
-            "ITER_CREATE",
-            "LINK_DETACH",
-            "PROG_BIND_MAP",
-            "TOKEN_CREATE",
-            "PROG_STREAM_READ_BY_FD",
-            "PROG_ASSOC_STRUCT_OPS",
-        )
-    )
-}
-CMD_NAMES: Final[dict[int, str]] = {v: "BPF_" + k for k, v in BPF_CMD.items()}
-
-# --- enum bpf_map_type ------------------------------------------------------------------------
-
-_MAP_TYPES = (
-    "unspec",
-    "hash",
-    "array",
-    "prog_array",
-    "perf_event_array",
-    "percpu_hash",
-    "percpu_array",
-    "stack_trace",
-    "cgroup_array",
-    "lru_hash",
-    "lru_percpu_hash",
-    "lpm_trie",
-    "array_of_maps",
-    "hash_of_maps",
-    "devmap",
-    "sockmap",
-    "cpumap",
-    "xskmap",
-    "sockhash",
-    "cgroup_storage",
-    "reuseport_sockarray",
-    "percpu_cgroup_storage",
-    "queue",
-    "stack",
-    "sk_storage",
-    "devmap_hash",
-    "struct_ops",
-    "ringbuf",
-    "inode_storage",
-    "task_storage",
-    "bloom_filter",
-    "user_ringbuf",
-    "cgrp_storage",
-    "arena",
-    "insn_array",
-    "rhash",
-)
-BPF_MAP_TYPE: Final[dict[str, int]] = {name: i for i, name in enumerate(_MAP_TYPES)}
-
-PERCPU_MAP_TYPES: Final[frozenset[int]] = frozenset(
-    BPF_MAP_TYPE[n]
-    for n in ("percpu_hash", "percpu_array", "lru_percpu_hash", "percpu_cgroup_storage")
+from pytest_ebpf.abi import (
+    AttachType,
+    Cmd,
+    MapType,
+    ProgType,
+    PseudoCall,
+    PseudoSrc,
 )
 
-# --- enum bpf_prog_type -----------------------------------------------------------------------
+# --- enums: defined once in pytest_ebpf.abi; the name -> number views the callers index ----------
 
-_PROG_TYPES = (
-    "unspec",
-    "socket_filter",
-    "kprobe",
-    "sched_cls",
-    "sched_act",
-    "tracepoint",
-    "xdp",
-    "perf_event",
-    "cgroup_skb",
-    "cgroup_sock",
-    "lwt_in",
-    "lwt_out",
-    "lwt_xmit",
-    "sock_ops",
-    "sk_skb",
-    "cgroup_device",
-    "sk_msg",
-    "raw_tracepoint",
-    "cgroup_sock_addr",
-    "lwt_seg6local",
-    "lirc_mode2",
-    "sk_reuseport",
-    "flow_dissector",
-    "cgroup_sysctl",
-    "raw_tracepoint_writable",
-    "cgroup_sockopt",
-    "tracing",
-    "struct_ops",
-    "ext",
-    "lsm",
-    "sk_lookup",
-    "syscall",
-    "netfilter",
-)
-BPF_PROG_TYPE: Final[dict[str, int]] = {name: i for i, name in enumerate(_PROG_TYPES)}
-
-# --- enum bpf_attach_type ---------------------------------------------------------------------
-
-_ATTACH_TYPES = (
-    "cgroup_inet_ingress",
-    "cgroup_inet_egress",
-    "cgroup_inet_sock_create",
-    "cgroup_sock_ops",
-    "sk_skb_stream_parser",
-    "sk_skb_stream_verdict",
-    "cgroup_device",
-    "sk_msg_verdict",
-    "cgroup_inet4_bind",
-    "cgroup_inet6_bind",
-    "cgroup_inet4_connect",
-    "cgroup_inet6_connect",
-    "cgroup_inet4_post_bind",
-    "cgroup_inet6_post_bind",
-    "cgroup_udp4_sendmsg",
-    "cgroup_udp6_sendmsg",
-    "lirc_mode2",
-    "flow_dissector",
-    "cgroup_sysctl",
-    "cgroup_udp4_recvmsg",
-    "cgroup_udp6_recvmsg",
-    "cgroup_getsockopt",
-    "cgroup_setsockopt",
-    "trace_raw_tp",
-    "trace_fentry",
-    "trace_fexit",
-    "modify_return",
-    "lsm_mac",
-    "trace_iter",
-    "cgroup_inet4_getpeername",
-    "cgroup_inet6_getpeername",
-    "cgroup_inet4_getsockname",
-    "cgroup_inet6_getsockname",
-    "xdp_devmap",
-    "cgroup_inet_sock_release",
-    "xdp_cpumap",
-    "sk_lookup",
-    "xdp",
-    "sk_skb_verdict",
-    "sk_reuseport_select",
-    "sk_reuseport_select_or_migrate",
-    "perf_event",
-    "trace_kprobe_multi",
-    "lsm_cgroup",
-    "struct_ops",
-    "netfilter",
-    "tcx_ingress",
-    "tcx_egress",
-    "trace_uprobe_multi",
-    "cgroup_unix_connect",
-    "cgroup_unix_sendmsg",
-    "cgroup_unix_recvmsg",
-    "cgroup_unix_getpeername",
-    "cgroup_unix_getsockname",
-    "netkit_primary",
-    "netkit_peer",
-    "trace_kprobe_session",
-    "trace_uprobe_session",
-    "trace_fsession",
-    "trace_fentry_multi",
-    "trace_fexit_multi",
-    "trace_fsession_multi",
-)
-BPF_ATTACH_TYPE: Final[dict[str, int]] = {name: i for i, name in enumerate(_ATTACH_TYPES)}
+BPF_CMD: Final[dict[str, int]] = {c.name: int(c) for c in Cmd}
+CMD_NAMES: Final[dict[int, str]] = {int(c): "BPF_" + c.name for c in Cmd}
+BPF_MAP_TYPE: Final[dict[str, int]] = {m.label: int(m) for m in MapType}
+BPF_PROG_TYPE: Final[dict[str, int]] = {t.label: int(t) for t in ProgType}
+BPF_ATTACH_TYPE: Final[dict[str, int]] = {t.label: int(t) for t in AttachType}
 
 # --- flags ------------------------------------------------------------------------------------
 
@@ -253,15 +67,15 @@ BPF_LOG_LEVEL1: Final = 1
 BPF_LOG_LEVEL2: Final = 2
 BPF_LOG_STATS: Final = 4
 
-# ld_imm64 / call pseudo sources
-BPF_PSEUDO_MAP_FD: Final = 1
-BPF_PSEUDO_MAP_VALUE: Final = 2
-BPF_PSEUDO_BTF_ID: Final = 3
-BPF_PSEUDO_FUNC: Final = 4
-BPF_PSEUDO_MAP_IDX: Final = 5
-BPF_PSEUDO_MAP_IDX_VALUE: Final = 6
-BPF_PSEUDO_CALL: Final = 1
-BPF_PSEUDO_KFUNC_CALL: Final = 2
+# ld_imm64 / call pseudo sources (pytest_ebpf.abi.PseudoSrc, PseudoCall)
+BPF_PSEUDO_MAP_FD: Final = PseudoSrc.MAP_FD
+BPF_PSEUDO_MAP_VALUE: Final = PseudoSrc.MAP_VALUE
+BPF_PSEUDO_BTF_ID: Final = PseudoSrc.BTF_ID
+BPF_PSEUDO_FUNC: Final = PseudoSrc.FUNC
+BPF_PSEUDO_MAP_IDX: Final = PseudoSrc.MAP_IDX
+BPF_PSEUDO_MAP_IDX_VALUE: Final = PseudoSrc.MAP_IDX_VALUE
+BPF_PSEUDO_CALL: Final = PseudoCall.CALL
+BPF_PSEUDO_KFUNC_CALL: Final = PseudoCall.KFUNC_CALL
 
 BPF_OBJ_NAME_LEN: Final = 16
 BPF_TAG_SIZE: Final = 8

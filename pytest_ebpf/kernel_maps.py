@@ -8,11 +8,10 @@ import functools
 import sys
 from collections.abc import Iterator
 
+from pytest_ebpf.abi import PERCPU_MAP_TYPES, MapType
 from pytest_ebpf.kernel_abi import (
     BPF_ANY,
     BPF_CMD,
-    BPF_MAP_TYPE,
-    PERCPU_MAP_TYPES,
     ElemAttr,
     MapCreateAttr,
 )
@@ -152,9 +151,10 @@ def map_freeze(fd: FdLike) -> None:
 
 
 # Maps indexed by a u32 whose update refuses an index >= max_entries with E2BIG.
-_INDEXED = frozenset(BPF_MAP_TYPE[t] for t in (
-    "array", "percpu_array", "prog_array", "perf_event_array", "cgroup_array", "array_of_maps",
-    "devmap", "cpumap", "xskmap", "sockmap",
+_INDEXED = frozenset((
+    MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY,
+    MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS, MapType.DEVMAP, MapType.CPUMAP, MapType.XSKMAP,
+    MapType.SOCKMAP,
 ))  # fmt: skip
 
 

@@ -8,12 +8,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
+from pytest_ebpf.abi import ProgType
 from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.kernel_abi import (
     BPF_CMD,
     BPF_LOG_LEVEL1,
     BPF_LOG_STATS,
-    BPF_PROG_TYPE,
     INSN_SIZE,
     BtfLoadAttr,
     ProgLoadAttr,
@@ -163,7 +163,8 @@ def prog_load(
         # Only CAP_BPF missing: the generic "grant CAP_BPF" says it. Else name what lacks.
         caps = effective_caps()
         has_bpf = caps is not None and bool(caps >> CAP_BPF & 1 or caps >> CAP_SYS_ADMIN & 1)
-        type_name = _TYPE_NAMES.get(prog_type)
+        known = ProgType.get(prog_type)
+        type_name = None if known is None else known.label
         detail = permission_message(type_name, caps) if has_bpf and type_name else ""
         raise fail(cmd, err, log, detail)
     if not log.strip():
@@ -269,30 +270,30 @@ def prog_test_run(
 ETH_HLEN = 14
 # Test runs that build an Ethernet frame from data_in (net/bpf/test_run.c: bpf_test_init()).
 _PACKET_TYPES = frozenset((
-    "xdp", "sched_cls", "sched_act", "socket_filter", "cgroup_skb", "lwt_in", "lwt_out",
-    "lwt_xmit", "lwt_seg6local", "flow_dissector",
+    ProgType.XDP, ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.SOCKET_FILTER,
+    ProgType.CGROUP_SKB, ProgType.LWT_IN, ProgType.LWT_OUT, ProgType.LWT_XMIT,
+    ProgType.LWT_SEG6LOCAL, ProgType.FLOW_DISSECTOR,
 ))  # fmt: skip
-_TYPE_NAMES = {number: name for name, number in BPF_PROG_TYPE.items()}
 
 
-def _prog_type_name(prog_fd: int) -> str | None:
+def _prog_type(prog_fd: int) -> ProgType | None:
     try:
-        return _TYPE_NAMES.get(prog_info(prog_fd).type)
+        return ProgType.get(prog_info(prog_fd).type)
     except (OSError, ValueError, EbpfError):  # the fd may be gone: keep the kernel error
         return None
 
 
 def _test_run_detail(prog_fd: int, err: int, size: int) -> str:
     """The cause of a failed test run, in words, when it is a known one."""
-    prog_type = _prog_type_name(prog_fd)
+    prog_type = _prog_type(prog_fd)
     if prog_type is None:
         return ""
     if err in (ENOTSUPP, _errno.EOPNOTSUPP):
-        return (f"the kernel cannot test-run {type_phrase(prog_type)} (BPF_PROG_TEST_RUN has "
+        return (f"the kernel cannot test-run {type_phrase(prog_type.label)} (BPF_PROG_TEST_RUN has "
                 "no runner for this type); fix: attach it for real, or test its logic in an "
                 "XDP, TC, socket-filter or raw_tracepoint program")
     if prog_type in _PACKET_TYPES and size < ETH_HLEN:
         return (f"the packet is {size} byte{'' if size == 1 else 's'}, shorter than an Ethernet "
-                f"header: a test run of "
-                f"{type_phrase(prog_type)} needs at least ETH_HLEN = {ETH_HLEN} bytes of data")
+                f"header: a test run of {type_phrase(prog_type.label)} needs at least "
+                f"ETH_HLEN = {ETH_HLEN} bytes of data")
     return ""

@@ -27,19 +27,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_ebpf.abi import MapType, ProgType, PseudoCall, PseudoSrc
 from pytest_ebpf.btf import parse_btf
 from pytest_ebpf.btf_ext import raw_line_info
 from pytest_ebpf.elf import ElfImage, read_elf
 from pytest_ebpf.errors import EbpfError, ObjectError
 from pytest_ebpf.kernel import (
-    BPF_ATTACH_TYPE,
     BPF_F_RDONLY_PROG,
-    BPF_MAP_TYPE,
-    BPF_PROG_TYPE,
-    BPF_PSEUDO_CALL,
-    BPF_PSEUDO_FUNC,
-    BPF_PSEUDO_MAP_FD,
-    BPF_PSEUDO_MAP_VALUE,
     Fd,
     KernelError,
     btf_load,
@@ -64,7 +58,7 @@ _INSN = 8
 _LD_IMM64 = 0x18
 
 # Program types whose loads need a kernel BTF target (attach_btf_id): not resolved here.
-_NEEDS_BTF_TARGET = frozenset({"tracing", "lsm", "ext", "struct_ops"})
+_NEEDS_BTF_TARGET = frozenset({ProgType.TRACING, ProgType.LSM, ProgType.EXT, ProgType.STRUCT_OPS})
 
 
 class _LinkError(EbpfError):
@@ -271,7 +265,7 @@ def link_program(prog: Program, extras: _Extras | None = None) -> LinkedProgram:
                 raise _LinkError(f"call to {call.target} ({where}) is outside the program")
             pos = base + call.insn.index
             target = starts[callee.key] + call.target_offset - callee.offset
-            slots[pos][2] = BPF_PSEUDO_CALL
+            slots[pos][2] = PseudoCall.CALL
             slots[pos][4] = target - pos - 1
         for ref in f.refs:
             pos = base + ref.insn_index
@@ -290,7 +284,7 @@ def link_program(prog: Program, extras: _Extras | None = None) -> LinkedProgram:
                 if callee is None:
                     raise _LinkError(f"pointer to unknown function {ref.target} ({where})")
                 target = starts[callee.key] + ref.addend // _INSN
-                slots[pos][2] = BPF_PSEUDO_FUNC
+                slots[pos][2] = PseudoSrc.FUNC
                 slots[pos][4] = target - pos - 1
                 slots[pos + 1][4] = 0
             else:
@@ -383,7 +377,7 @@ class _Maps:
         if sec.size <= 0:
             raise ValueError(f"data section {sec.name} is empty")
         rodata = sec.kind == "rodata"
-        map_type = BPF_MAP_TYPE["array"]
+        map_type = int(MapType.ARRAY)
         fd = map_create(
             map_type, 4, sec.size, 1, BPF_F_RDONLY_PROG if rodata else 0,
             name=_data_map_name(self.obj, sec.name),
@@ -400,7 +394,7 @@ class _Maps:
 
     def _btf_or_legacy_map(self, m: Map) -> MapHandle:
         max_entries = m.max_entries
-        if m.type == "perf_event_array" and max_entries == 0:
+        if m.type_id == MapType.PERF_EVENT_ARRAY and max_entries == 0:
             max_entries = possible_cpus()
         inner: Fd | None = None
         if m.inner is not None:
@@ -521,26 +515,25 @@ def _load_one(
     notes: tuple[str, ...],
 ) -> tuple[LoadResult, Fd | None]:
     kind = prog.kind
-    if kind.prog_type in _NEEDS_BTF_TARGET:
+    prog_type = kind.prog_type_id
+    if prog_type in _NEEDS_BTF_TARGET:
         return _failed(prog, f"{kind.label} programs need a kernel BTF attach target "
                              "(attach_btf_id), which the native loader does not resolve; use "
                              "the bpftool loader", notes=notes), None  # fmt: skip
-    prog_type = BPF_PROG_TYPE.get(kind.prog_type)
-    if prog_type is None:
-        return _failed(prog, f"unknown program type {kind.prog_type}", notes=notes), None
     try:
         linked = link_program(prog, extras)
         insns = bytearray(linked.insns)
         for slot, name in linked.map_slots:
-            _patch_ld(insns, slot, BPF_PSEUDO_MAP_FD, maps.get(name).fd.fileno(), 0)
+            _patch_ld(insns, slot, PseudoSrc.MAP_FD, maps.get(name).fd.fileno(), 0)
         for slot, section, offset in linked.data_slots:
-            _patch_ld(insns, slot, BPF_PSEUDO_MAP_VALUE, maps.get(section).fd.fileno(), offset)
+            _patch_ld(insns, slot, PseudoSrc.MAP_VALUE, maps.get(section).fd.fileno(), offset)
     except _LinkError as exc:
         return _failed(prog, str(exc), notes=notes), None
     notes = notes + linked.notes
-    attach = BPF_ATTACH_TYPE.get(kind.expected_attach_type or "", 0)
+    attach = kind.attach_type_id or 0
     flags = (BPF_F_SLEEPABLE if kind.sleepable else 0) | (BPF_F_XDP_HAS_FRAGS if kind.frags else 0)
-    kern_version = obj.kernel_version or (_kernel_version_code() if prog_type == 2 else 0)
+    kprobe = prog_type == ProgType.KPROBE
+    kern_version = obj.kernel_version or (_kernel_version_code() if kprobe else 0)
 
     def attempt(with_btf: bool) -> tuple[Fd | None, str, int]:
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 
+from pytest_ebpf.abi import MapType
 from pytest_ebpf.btf import Btf, BtfType
 from pytest_ebpf.elf import ElfSection, ElfSymbol
 from pytest_ebpf.errors import ObjectError
@@ -33,46 +34,9 @@ __all__ = [
     "parse_legacy_maps",
 ]
 
-#: ``enum bpf_map_type`` numbers -> names without ``BPF_MAP_TYPE_``, lower case.
-MAP_TYPES: dict[int, str] = {
-    0: "unspec",
-    1: "hash",
-    2: "array",
-    3: "prog_array",
-    4: "perf_event_array",
-    5: "percpu_hash",
-    6: "percpu_array",
-    7: "stack_trace",
-    8: "cgroup_array",
-    9: "lru_hash",
-    10: "lru_percpu_hash",
-    11: "lpm_trie",
-    12: "array_of_maps",
-    13: "hash_of_maps",
-    14: "devmap",
-    15: "sockmap",
-    16: "cpumap",
-    17: "xskmap",
-    18: "sockhash",
-    19: "cgroup_storage",
-    20: "reuseport_sockarray",
-    21: "percpu_cgroup_storage",
-    22: "queue",
-    23: "stack",
-    24: "sk_storage",
-    25: "devmap_hash",
-    26: "struct_ops",
-    27: "ringbuf",
-    28: "inode_storage",
-    29: "task_storage",
-    30: "bloom_filter",
-    31: "user_ringbuf",
-    32: "cgrp_storage",
-    33: "arena",
-    34: "insn_array",
-}
-
-_NUMBERS = {name: number for number, name in MAP_TYPES.items()}
+#: ``enum bpf_map_type`` numbers -> names without ``BPF_MAP_TYPE_``, lower case: a view of
+#: :class:`pytest_ebpf.abi.MapType`.
+MAP_TYPES: dict[int, str] = {int(m): m.label for m in MapType}
 
 _LEGACY_MIN = 20  # five u32
 _LEGACY_AYA = 28  # seven u32
@@ -93,12 +57,13 @@ _MAX_WRAPPING = 4
 
 def map_type_name(number: int) -> str:
     """``hash`` for 1, ``ringbuf`` for 27...; ``type#N`` for unknown numbers."""
-    return MAP_TYPES.get(number, f"type#{number}")
+    return MapType.label_of(number)
 
 
 def map_type_number(name: str) -> int | None:
     """The number of a map type name (``hash`` -> 1), or None."""
-    return _NUMBERS.get(name)
+    found = MapType.from_label(name)
+    return None if found is None else int(found)
 
 
 _U32_MAX = 0xFFFFFFFF

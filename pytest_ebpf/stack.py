@@ -37,6 +37,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from pytest_ebpf.abi import Helper
 from pytest_ebpf.isa import Insn, jump_target_of, raw_slots, register_tables
 from pytest_ebpf.model import EbpfObject, Function, Program
 
@@ -62,8 +63,8 @@ MAX_CALL_FRAMES = 8
 TAIL_CALL_STACK_LIMIT = 256
 """Combined bytes of the frames above a subprogram that calls ``bpf_tail_call`` must stay below
 this."""
-TAIL_CALL_HELPER = 12
-"""``bpf_tail_call``'s helper id."""
+TAIL_CALL_HELPER = Helper.tail_call
+"""``bpf_tail_call``'s helper id (:class:`pytest_ebpf.abi.Helper`)."""
 
 
 @dataclass(frozen=True)
