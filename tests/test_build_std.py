@@ -52,9 +52,10 @@ def test_object(ebpf_build):
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def target_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cargo target dir for the module: core built once per target, flags and rustc."""
+    """A cargo target dir of the test's own, so that cargo's "Compiling core" line proves
+    this build compiled core (a shared one would hold another test's core, fresh)."""
     return tmp_path_factory.mktemp("build-std-target")
 
 
