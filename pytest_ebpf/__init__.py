@@ -1,13 +1,31 @@
 """pytest-ebpf: build, inspect, verify, load and run Rust eBPF objects from pytest.
 
 The public names load lazily, so that ``import pytest_ebpf`` (done by pytest for the plugin)
-stays cheap.
+stays cheap. Type checkers see the real names (the ``TYPE_CHECKING`` imports below, kept equal
+to ``_EXPORTS`` by a test), so every export keeps its signature.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_ebpf.assertions import (
+        assert_btf,
+        assert_helpers,
+        assert_license,
+        assert_max_instructions,
+        assert_no_indirect_calls,
+        assert_no_undefined_calls,
+        assert_sections,
+        assert_stack_usage,
+    )
+    from pytest_ebpf.errors import EbpfError, ObjectError
+    from pytest_ebpf.model import EbpfObject, Function, Map, Program
+    from pytest_ebpf.object import load_object, load_object_bytes
+    from pytest_ebpf.privileged import assert_rejected
+    from pytest_ebpf.report import EbpfAssertionError
 
 _EXPORTS = {
     "load_object": "pytest_ebpf.object",
@@ -33,7 +51,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> Any:  # runtime only: type checkers use the imports above
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pytest_ebpf' has no attribute {name!r}")

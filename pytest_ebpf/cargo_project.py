@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_ebpf.errors import EbpfError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python < 3.11 only
@@ -22,7 +24,7 @@ _SKIP_DIRS = {"target", ".git", ".venv", ".tox", "node_modules", "__pycache__", 
 _SEARCH_DEPTH = 4
 
 
-class CrateError(Exception):
+class CrateError(EbpfError):
     """The crate could not be found or its manifest/config could not be read."""
 
 

@@ -91,7 +91,7 @@ def nearest(name: str, known: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(EbpfError, KeyError):
     """An unknown map or program name. A :class:`KeyError` (``except KeyError`` still works)
     whose message lists the known names and the nearest one."""
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pytest_ebpf.errors import EbpfError
+
 MAX_CASES = 5
 MAX_LINES = 60
 
 
-class EbpfAssertionError(AssertionError):
+class EbpfAssertionError(EbpfError, AssertionError):
     """An assertion helper failed; ``str(err)`` is the rendered report."""
 
     def __init__(self, report: Report) -> None:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from pytest_ebpf.errors import EbpfError
+
 _TIMEOUT = 60
 
 
@@ -91,7 +93,7 @@ class LinkerInfo:
     """The LLVM major version bpf-linker is linked against, from its shared libLLVM."""
 
 
-class ToolError(Exception):
+class ToolError(EbpfError):
     """A tool could not be run or answered nonsense; the message says which and why."""
 
 
