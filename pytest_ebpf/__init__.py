@@ -48,7 +48,26 @@ _EXPORTS = {
     "assert_rejected": "pytest_ebpf.privileged",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "EbpfAssertionError",
+    "EbpfError",
+    "EbpfObject",
+    "Function",
+    "Map",
+    "ObjectError",
+    "Program",
+    "assert_btf",
+    "assert_helpers",
+    "assert_license",
+    "assert_max_instructions",
+    "assert_no_indirect_calls",
+    "assert_no_undefined_calls",
+    "assert_rejected",
+    "assert_sections",
+    "assert_stack_usage",
+    "load_object",
+    "load_object_bytes",
+]
 
 
 def __getattr__(name: str) -> Any:  # runtime only: type checkers use the imports above

@@ -54,6 +54,7 @@ def test_type_checking_imports_are_the_exports() -> None:
                 for alias in imp.names:
                     typed[alias.name] = imp.module
     assert typed == pytest_ebpf._EXPORTS
+    assert pytest_ebpf.__all__ == sorted(pytest_ebpf._EXPORTS)
     for name in pytest_ebpf.__all__:
         assert getattr(pytest_ebpf, name) is not None
 
