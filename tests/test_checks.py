@@ -74,8 +74,9 @@ def test_gpl_compatible_list() -> None:
     for lic in ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL",
                 "Dual MPL/GPL"):
         assert is_gpl_compatible(lic)
-    for lic in ("MIT", "gpl", "GPLv2", "", None, "Proprietary"):
-        assert not is_gpl_compatible(lic)
+    not_gpl: tuple[str | None, ...] = ("MIT", "gpl", "GPLv2", "", None, "Proprietary")
+    for other in not_gpl:
+        assert not is_gpl_compatible(other)
 
 
 def test_gpl_check_agrees_with_kernel(compile_c) -> None:  # type: ignore[no-untyped-def]

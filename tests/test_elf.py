@@ -17,6 +17,7 @@ from typing import Callable
 import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import SymbolTableSection
 
 from pytest_ebpf.elf import ElfImage, read_elf
 from pytest_ebpf.errors import ObjectError
@@ -57,7 +58,7 @@ def _elftools_view(path: Path) -> dict[str, object]:
                 )  # fmt: skip
         symtab = elf.get_section_by_name(".symtab")
         symbols = []
-        if symtab is not None:
+        if isinstance(symtab, SymbolTableSection):
             for index, sym in enumerate(symtab.iter_symbols()):
                 shndx = sym["st_shndx"]
                 symbols.append(
@@ -83,7 +84,8 @@ def _our_view(image: ElfImage) -> dict[str, object]:
     for s in image.symbols:
         # pyelftools names section symbols "" (the name is the section's) and keeps reserved
         # indices as names (SHN_ABS...).
-        own = s.type == "section" and s.name == section_names.get(s.section_index)
+        own = (s.type == "section" and s.section_index is not None
+               and s.name == section_names.get(s.section_index))
         name = "" if own else s.name
         shndx: int | str = s.shndx
         if s.shndx == 0xFFF1:

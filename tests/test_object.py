@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 
 from pytest_ebpf.elf import R_BPF_64_32, read_elf
 from pytest_ebpf.errors import ObjectError
-from pytest_ebpf.model import EbpfObject
+from pytest_ebpf.model import CallSite, EbpfObject
 from pytest_ebpf.object import load_object, load_object_bytes
 from pytest_ebpf.progtypes import program_type
 
+CompileC = Callable[..., Path]
 C_DIR = Path(__file__).parent / "c"
 READELF = "llvm-readelf-22"
 OBJDUMP = "llvm-objdump-22"
@@ -45,7 +46,7 @@ def _run(*cmd: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def multi_path(compile_c) -> Path:
+def multi_path(compile_c: CompileC) -> Path:
     return compile_c(_source("obj_multi.c"), "obj_multi")
 
 
@@ -55,12 +56,12 @@ def multi(multi_path: Path) -> EbpfObject:
 
 
 @pytest.fixture(scope="module")
-def extern_obj(compile_c) -> EbpfObject:
+def extern_obj(compile_c: CompileC) -> EbpfObject:
     return load_object(compile_c(_source("obj_extern.c"), "obj_extern"))
 
 
 @pytest.fixture(scope="module")
-def asm_obj(compile_c) -> EbpfObject:
+def asm_obj(compile_c: CompileC) -> EbpfObject:
     return load_object(compile_c(_source("obj_asm.c"), "obj_asm"))
 
 
@@ -174,7 +175,7 @@ def test_sections_match_readelf(multi_path: Path, multi: EbpfObject) -> None:
     assert not multi.section(".BTF").executable
 
 
-def _call_sites(obj: EbpfObject) -> dict[tuple[str, int], object]:
+def _call_sites(obj: EbpfObject) -> dict[tuple[str, int], CallSite]:
     return {(f.section, c.insn.index): c for f in obj.functions for c in f.calls}
 
 
@@ -394,7 +395,7 @@ def test_data_sections_and_references(multi: EbpfObject) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_object_without_btf(compile_c) -> None:
+def test_object_without_btf(compile_c: CompileC) -> None:
     obj = load_object(compile_c(_source("obj_multi.c"), "obj_multi_nobtf", "-g0"))
     assert obj.btf is None and obj.btf_ext is None
     assert len(obj.programs) == 6
@@ -417,7 +418,7 @@ def _summary(obj: EbpfObject) -> object:
     )
 
 
-def test_big_endian_object(compile_c, multi: EbpfObject) -> None:
+def test_big_endian_object(compile_c: CompileC, multi: EbpfObject) -> None:
     path = compile_c(_source("obj_multi.c"), "obj_multi_be", "-target", "bpfeb")
     big = load_object(path)
     assert big.byteorder == "big"
@@ -592,7 +593,7 @@ def test_truncated_object(multi_path: Path, fraction: float) -> None:
     assert "truncated" in message or "outside the file" in message or "past the end" in message
 
 
-def _elf_header(data: bytes) -> tuple[int, int, int]:
+def _elf_header(data: bytes | bytearray) -> tuple[int, int, int]:
     shoff, = struct.unpack_from("<Q", data, 0x28)
     shnum, shstrndx = struct.unpack_from("<HH", data, 0x3C)
     return shoff, shnum, shstrndx
@@ -729,7 +730,7 @@ def test_fuzz_mutations(
         assert isinstance(obj, EbpfObject)
 
 
-def test_btf_map_in_wrapper_structs(compile_c) -> None:
+def test_btf_map_in_wrapper_structs(compile_c: CompileC) -> None:
     """Older aya-ebpf BTF maps wrap the definition in single-member structs."""
     obj = load_object(compile_c(_source("obj_btfwrap.c"), "obj_btfwrap"))
     array = obj.map("ARRAY")
