@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import pytest
-
 from pytest_ebpf.cargo_project import Crate, CrateError, find_crate, root_bpf_config
 from pytest_ebpf.diagnose import BuildContext, explain
 from pytest_ebpf.toolchain import (
@@ -239,17 +237,3 @@ def render(checks: list[Check], out: TextIO) -> None:
                   f"{', '.join(c.name for c in blocking)}\n")
     else:
         out.write("nothing blocks an eBPF build\n")
-
-
-def doctor_for_config(config: pytest.Config) -> int:
-    """``pytest --ebpf-doctor``: the doctor with the session's own settings."""
-    import sys
-
-    from pytest_ebpf.settings import resolve
-
-    crate = resolve(config, "crate").value
-    checks = run_checks(crate, Path(str(config.rootpath)), resolve(config, "toolchain").value,
-                        resolve(config, "target").value or "bpfel-unknown-none",
-                        resolve(config, "build_std").value or "auto")
-    render(checks, sys.stdout)
-    return 1 if any(c.blocks_build for c in checks) else 0

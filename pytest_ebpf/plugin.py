@@ -61,9 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "ebpf_privileged: needs root/CAP_BPF to load programs into the kernel"
     )
     if config.getoption("ebpf_doctor"):
-        from pytest_ebpf.doctor import doctor_for_config
-
-        code = doctor_for_config(config)
+        code = _doctor(config)
         pytest.exit("pytest-ebpf doctor finished", returncode=code)
     config.stash[SETTINGS_KEY] = load_settings(config)
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
@@ -75,6 +73,21 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(privileged, "ebpf-privileged")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(config), "ebpf-xdist-controller")
+
+
+def _doctor(config: pytest.Config) -> int:
+    """``pytest --ebpf-doctor``: the doctor with the session's own settings."""
+    import sys
+
+    from pytest_ebpf.doctor import render, run_checks
+    from pytest_ebpf.settings import resolve
+
+    crate = resolve(config, "crate").value
+    checks = run_checks(crate, Path(str(config.rootpath)), resolve(config, "toolchain").value,
+                        resolve(config, "target").value or "bpfel-unknown-none",
+                        resolve(config, "build_std").value or "auto")
+    render(checks, sys.stdout)
+    return 1 if any(c.blocks_build for c in checks) else 0
 
 
 class _XdistController:
