@@ -23,14 +23,19 @@ from pytest_ebpf.build import (
     run_build,
 )
 from pytest_ebpf.diagnose import BuildContext
-from pytest_ebpf.settings import Settings, add_options, load_settings
+from pytest_ebpf.settings import (
+    SETTINGS_KEY,
+    Settings,
+    add_options,
+    load_settings,
+    unconfigured,
+)
 
 if TYPE_CHECKING:
     from pytest_ebpf.model import EbpfObject
 
 Outcome = Union[BuildResult, BuildFailure]
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
 OUTCOME_KEY = pytest.StashKey[Outcome]()
 OBJECT_KEY = pytest.StashKey["EbpfObject"]()
 FAILURE_SHOWN_KEY = pytest.StashKey[str]()
@@ -63,6 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("ebpf_doctor"):
         code = _doctor(config)
         pytest.exit("pytest-ebpf doctor finished", returncode=code)
+    if config.option.help or config.option.version:  # as pytest-django: --help always works
+        config.stash[SETTINGS_KEY] = unconfigured()
+        return
     config.stash[SETTINGS_KEY] = load_settings(config)
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None and workerinput.get(WORKER_KEY, _INACTIVE) != _INACTIVE:
@@ -107,14 +115,13 @@ class _XdistController:
 
 def _request(settings: Settings) -> BuildRequest:
     assert settings.crate is not None
-    features = tuple(f for f in (settings.get("features") or "").split(",") if f)
     return BuildRequest(
         crate=settings.crate,
-        toolchain=settings.get("toolchain"),
-        target=settings.get("target") or "bpfel-unknown-none",
-        profile=settings.get("profile") or "release",
-        features=features,
-        build_std=settings.get("build_std") or "auto",
+        toolchain=settings.toolchain,
+        target=settings.target,
+        profile=settings.profile,
+        features=settings.features,
+        build_std=settings.build_std,
         toolchain_source=settings.values["toolchain"].source,
     )
 
@@ -154,7 +161,7 @@ def ensure_built(config: pytest.Config) -> Outcome:
         custom = config.hook.pytest_ebpf_build(config=config, request=request)
         outcome = custom if custom is not None else run_build(request, _progress(config))
     if isinstance(outcome, BuildFailure) and outcome.output:
-        ctx = BuildContext(target=settings.get("target") or "")
+        ctx = BuildContext(target=settings.target)
         extra = config.hook.pytest_ebpf_diagnose(output=outcome.output, context=ctx)
         more = tuple(d for found in extra if found for d in found)
         if more:
@@ -176,7 +183,7 @@ def built_object(config: pytest.Config) -> EbpfObject:
         fail_build(config, outcome, config.stash.get(CURRENT_TEST_KEY, None))
     try:
         obj = load_object(outcome.path,
-                          max_size=config.stash[SETTINGS_KEY].get("max_object_size"))
+                          max_size=config.stash[SETTINGS_KEY].max_object_size)
     except ObjectError as exc:
         pytest.fail(f"eBPF object cannot be read: {exc}\nfix: rebuild the crate; if the "
                     "object is prebuilt, check --ebpf-object", pytrace=False)

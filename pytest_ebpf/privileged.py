@@ -26,6 +26,7 @@ import pytest
 if TYPE_CHECKING:
     from pytest_ebpf.kernel import TestRunResult
     from pytest_ebpf.loader import LoadedObject, LoadResult
+    from pytest_ebpf.settings import Settings
 
 LOADER_KEY = pytest.StashKey[str]()
 MODES = ("auto", "require", "no")
@@ -59,16 +60,18 @@ def check_gate(loader: str) -> Gate:
     return Gate(True, "")
 
 
-def _mode(config: pytest.Config) -> str:
-    from pytest_ebpf.settings import resolve
+def _settings(config: pytest.Config) -> Settings:
+    from pytest_ebpf.settings import SETTINGS_KEY, unconfigured
 
-    return resolve(config, "privileged").value or "auto"
+    return config.stash.get(SETTINGS_KEY, None) or unconfigured()
+
+
+def _mode(config: pytest.Config) -> str:
+    return _settings(config).privileged
 
 
 def _loader(config: pytest.Config) -> str:
-    from pytest_ebpf.settings import resolve
-
-    return resolve(config, "loader").value or "auto"
+    return _settings(config).loader
 
 
 def enforce(config: pytest.Config) -> None:

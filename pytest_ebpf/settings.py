@@ -9,15 +9,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional, cast
 
 import pytest
 
 from pytest_ebpf.build import BPF_TARGETS
 from pytest_ebpf.cargo_project import Crate, CrateError, find_crate
-from pytest_ebpf.object_file import parse_size
+from pytest_ebpf.object_file import DEFAULT_MAX_OBJECT_SIZE, parse_size
 
 GROUP = "ebpf"
+Target = Literal["bpfel-unknown-none", "bpfeb-unknown-none"]
+SETTINGS_KEY = pytest.StashKey["Settings"]()
+"""The session's settings, in ``config.stash`` from ``pytest_configure`` on."""
 
 
 @dataclass(frozen=True)
@@ -162,13 +165,26 @@ def _ini_has(config: pytest.Config, name: str) -> bool:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every resolved setting of a session, with its source."""
+    """Every setting of a session, resolved and checked once at configure time: typed values
+    to read everywhere else, and ``values`` with each one's source for the report header."""
 
     values: dict[str, Resolved]
     crate: Crate | None
     object_path: Path | None
+    toolchain: str | None = None
+    """A rustup toolchain name; ``None``: rustup's (or PATH's) choice."""
+    target: Target = "bpfel-unknown-none"
+    profile: str = "release"
+    features: tuple[str, ...] = ()
+    build_std: str = "auto"
+    """``auto``, ``none`` or a comma list of crates (checked)."""
+    stack_frame: Literal[16, 32] = 32
+    privileged: Literal["auto", "require", "no"] = "auto"
+    loader: Literal["auto", "bpftool", "native"] = "auto"
+    max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
 
     def get(self, name: str) -> str | None:
+        """The raw text of a setting, as the user gave it (or its default)."""
         return self.values[name].value
 
     @property
@@ -279,4 +295,23 @@ def load_settings(config: pytest.Config) -> Settings:
                 f"{crate.config.files[0]}, whose [unstable] build-std = {wanted} cargo applies "
                 "whatever the plugin asks; change or remove it there, or drop the setting"
             )
-    return Settings(values=values, crate=crate, object_path=object_path)
+    raw = {name: res.value for name, res in values.items()}
+    return Settings(
+        values=values,
+        crate=crate,
+        object_path=object_path,
+        toolchain=raw["toolchain"] or None,
+        target=cast(Target, raw["target"] or "bpfel-unknown-none"),
+        profile=raw["profile"] or "release",
+        features=tuple(f for f in (raw["features"] or "").split(",") if f),
+        build_std=raw["build_std"] or "auto",
+        stack_frame=cast(Literal[16, 32], int(raw["stack_frame"] or 32)),
+        privileged=cast(Literal["auto", "require", "no"], raw["privileged"] or "auto"),
+        loader=cast(Literal["auto", "bpftool", "native"], raw["loader"] or "auto"),
+        max_object_size=parse_size(raw["max_object_size"] or "256M"),
+    )
+
+
+def unconfigured() -> Settings:
+    """The settings of a session that asked only for help: nothing active, every default."""
+    return Settings(values={}, crate=None, object_path=None)

@@ -201,3 +201,10 @@ def test_version() -> None:
     from importlib.metadata import version
 
     assert proc.stdout.strip() == f"pytest-ebpf {version('pytest-ebpf')}"
+
+
+def test_help_works_whatever_the_settings(pytester: pytest.Pytester) -> None:
+    """As in pytest-django: --help and --version are never blocked by a bad setting."""
+    result = run(pytester, "--ebpf-crate=no-such-crate", "--ebpf-loader=bogus", "--help")
+    assert result.ret == 0, result.stderr.str()
+    assert "--ebpf-crate=CRATE" in result.stdout.str()
