@@ -19,6 +19,7 @@ start of the ELF section (libbpf divides them by 8 when it loads the program).
 from __future__ import annotations
 
 import bisect
+import functools
 import struct
 import sys
 from array import array
@@ -139,6 +140,22 @@ class BtfExt:
     line_info: Mapping[str, tuple[LineInfo, ...]]
     #: empty when the header has no CO-RE part
     core_relos: Mapping[str, tuple[CoreRelo, ...]]
+
+    @functools.cached_property
+    def _line_index(self) -> dict[str, tuple[list[int], list[LineInfo]]]:
+        return {}  # section -> (sorted insn_off, records), filled per section on first use
+
+    def line_at(self, section: str, insn_off: int) -> LineInfo | None:
+        """The line_info record of *section* in force at byte offset *insn_off* (the last one
+        at or before it), or None."""
+        held = self._line_index.get(section)
+        if held is None:
+            records = sorted(self.line_info.get(section, ()), key=lambda e: e.insn_off)
+            held = ([e.insn_off for e in records], records)
+            self._line_index[section] = held
+        offs, records = held
+        i = bisect.bisect_right(offs, insn_off)
+        return records[i - 1] if i else None
 
 
 _R = TypeVar("_R")

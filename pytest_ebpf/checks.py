@@ -9,10 +9,8 @@ at: code nobody calls (e.g. ``memcpy`` & co. that Rust's ``compiler_builtins`` l
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 
-from pytest_ebpf.btf_ext import BtfExt, LineInfo
 from pytest_ebpf.helpers_table import GPL_ONLY, helper_name
 from pytest_ebpf.isa import Insn
 from pytest_ebpf.model import EbpfObject, Function, Program
@@ -299,32 +297,14 @@ def all_findings(
     return out
 
 
-# id(BtfExt) -> (the BtfExt, section -> (sorted insn_offs, entries)); a few objects at most.
-_LINES: dict[int, tuple[BtfExt, dict[str, tuple[list[int], list[LineInfo]]]]] = {}
-
-
 def source_line(obj: EbpfObject, fn: Function, insn: Insn) -> str | None:
     """``file:line: text`` of *insn* from ``.BTF.ext`` line_info, or None without one."""
     ext = obj.btf_ext
     if ext is None:
         return None
-    held = _LINES.get(id(ext))
-    if held is None or held[0] is not ext:
-        if len(_LINES) >= 16:
-            _LINES.clear()
-        held = (ext, {})
-        _LINES[id(ext)] = held
-    per_ext = held[1]
-    cached = per_ext.get(fn.section)
-    if cached is None:
-        entries = sorted(ext.line_info.get(fn.section, ()), key=lambda e: e.insn_off)
-        cached = ([e.insn_off for e in entries], entries)
-        per_ext[fn.section] = cached
-    offs, entries = cached
-    i = bisect.bisect_right(offs, insn.index * 8)
-    if not i:
+    li = ext.line_at(fn.section, insn.index * 8)
+    if li is None:
         return None
-    li = entries[i - 1]
     if li.insn_off < fn.offset * 8:
         return None  # the record belongs to the function before
     text = li.line.strip()
