@@ -13,19 +13,20 @@ it are unloaded again and the later ones are never tried. Their results say so.
 from __future__ import annotations
 
 import errno
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 from pytest_ebpf.kernel import KernelError, map_info, obj_get, parse_verifier_log, prog_info
 from pytest_ebpf.kernel_sys import permission_message
-from pytest_ebpf.loader import (
+from pytest_ebpf.loaded import (
     Cause,
     LoadedObject,
     LoaderError,
     LoadResult,
     MapHandle,
-    bpftool_path,
 )
 from pytest_ebpf.model import EbpfObject
 from pytest_ebpf.pins import new_load_dir
@@ -87,6 +88,17 @@ class BpftoolOutput:
             return self.error_lines[-1]
         return "bpftool failed without a message"
 
+
+
+def bpftool_path() -> str | None:
+    """The bpftool executable (``$PATH``, then /usr/sbin and /sbin), or None."""
+    found = shutil.which("bpftool")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/bpftool", "/sbin/bpftool", "/usr/local/sbin/bpftool"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 def parse_bpftool_output(text: str) -> BpftoolOutput:
     return BpftoolOutput(text)

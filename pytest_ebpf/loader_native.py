@@ -48,7 +48,7 @@ from pytest_ebpf.kernel import (
 )
 from pytest_ebpf.kernel_abi import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 from pytest_ebpf.kernel_sys import permission_message
-from pytest_ebpf.loader import Cause, LoadedObject, LoadResult, MapHandle
+from pytest_ebpf.loaded import Cause, LoadedObject, LoadResult, MapHandle
 from pytest_ebpf.model import DataSection, EbpfObject, Function, Map, Program, Reference
 from pytest_ebpf.pins import pin_name
 
