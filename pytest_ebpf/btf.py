@@ -22,6 +22,7 @@ records from 1 in order; id 0 is ``void``.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
@@ -110,6 +111,9 @@ _MODIFIERS = frozenset({"typedef", "volatile", "const", "restrict", "type_tag"})
 
 #: Longest chain of references followed by ``resolve`` / ``size_of`` before giving up.
 MAX_RESOLVE_DEPTH = 64
+
+
+_U32_MAX = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -284,6 +288,10 @@ class Btf:
     types: tuple[BtfType, ...]
     #: the raw string section
     strings: bytes
+    #: the blob as read, and where each type's record starts in it (by type id; 0 for void):
+    #: what a loader needs to patch the blob for the kernel (:meth:`with_datasec_layout`)
+    raw: bytes = field(default=b"", repr=False, compare=False)
+    record_offsets: tuple[int, ...] = field(default=(), repr=False, compare=False)
     _by_name: dict[str, tuple[BtfType, ...]] = field(
         init=False, repr=False, compare=False, hash=False
     )
@@ -294,6 +302,36 @@ class Btf:
             if t.name:
                 index.setdefault(t.name, []).append(t)
         object.__setattr__(self, "_by_name", {k: tuple(v) for k, v in index.items()})
+
+    def with_datasec_layout(self, section_sizes: Mapping[str, int],
+                            var_offsets: Mapping[tuple[str, str], int]) -> bytes:
+        """The blob with what the compiler leaves to the loader filled in, as libbpf and Aya
+        do: each DATASEC's size (0 in ``.o`` files) from ``section_sizes`` (by section name)
+        and each variable's offset from ``var_offsets`` (by section and variable name).
+        DATASECs of sections not given (externs) are left as they are. ObjectError when a
+        size or an offset does not fit the u32 the kernel reads."""
+        end = "<" if self.header.byteorder == "little" else ">"
+        blob = bytearray(self.raw)
+        for t in self.types[1:]:
+            if t.kind != "datasec" or t.name not in section_sizes:
+                continue
+            pos = self.record_offsets[t.id]
+            size = section_sizes[t.name]
+            if size > _U32_MAX:
+                raise ObjectError(f"section {t.name!r} is {size} bytes, more than its BTF "
+                                  "DATASEC can describe (4 GiB)")
+            if t.size != size:
+                struct.pack_into(end + "I", blob, pos + 8, size)
+            for i, var in enumerate(t.datasec_vars):
+                name = self.types[var.type].name
+                value = var_offsets.get((t.name, name)) if name else None
+                if value is None:
+                    continue
+                if value > _U32_MAX:
+                    raise ObjectError(f"symbol {name!r} of section {t.name!r} is at offset "
+                                      f"{value}, more than its BTF DATASEC can describe (4 GiB)")
+                struct.pack_into(end + "I", blob, pos + _TYPE_SIZE + i * 12 + 4, value)
+        return bytes(blob)
 
     def type(self, type_id: int) -> BtfType:
         """The type with this id (0 is void); ObjectError when there is none."""
@@ -561,10 +599,12 @@ def parse_btf(data: bytes, byteorder: str) -> Btf:
         return s
 
     types: list[BtfType] = [VOID]
+    starts = [0]
     pos = 0
     end = len(type_data)
     while pos < end:
         type_id = len(types)
+        starts.append(base + header.type_off + pos)
         if pos + _TYPE_SIZE > end:
             raise ObjectError(f"BTF type {type_id} at offset {pos}: record truncated")
         name_off, info, size_or_type = type_struct.unpack_from(type_data, pos)
@@ -610,4 +650,5 @@ def parse_btf(data: bytes, byteorder: str) -> Btf:
                     f"BTF type {t.id} ({t.kind}) refers to type id {ref}, but there are "
                     f"only {count} types"
                 )
-    return Btf(header=header, types=tuple(types), strings=strings)
+    return Btf(header=header, types=tuple(types), strings=strings, raw=bytes(data),
+               record_offsets=tuple(starts))

@@ -30,8 +30,8 @@ from pathlib import Path
 from pytest_ebpf.abi import MapType, ProgType, PseudoCall, PseudoSrc
 from pytest_ebpf.btf import parse_btf
 from pytest_ebpf.btf_ext import raw_line_info
-from pytest_ebpf.elf import ElfImage, read_elf
-from pytest_ebpf.errors import EbpfError, ObjectError
+from pytest_ebpf.elf import ElfImage
+from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.kernel import (
     BPF_F_RDONLY_PROG,
     Fd,
@@ -78,13 +78,10 @@ class _Extras:
 
 
 def _read_extras(obj: EbpfObject) -> tuple[_Extras, list[str]]:
-    if obj.path is None:
-        return _Extras(None), ["object has no file path: loaded without BTF"]
-    try:
-        image = read_elf(obj.path)
-    except EbpfError as exc:
-        return _Extras(None), [f"cannot re-read {obj.path} for BTF ({exc}): loaded without BTF"]
-    return extras_from_image(obj, image), []
+    """From the model only: the object is never read again."""
+    if obj.image is None:
+        return _Extras(None), ["the object model holds no ELF image: loaded without BTF"]
+    return extras_from_image(obj, obj.image), []
 
 
 def extras_from_image(obj: EbpfObject, image: ElfImage) -> _Extras:
@@ -106,57 +103,21 @@ def extras_from_image(obj: EbpfObject, image: ElfImage) -> _Extras:
 
 # --- BTF fix-ups --------------------------------------------------------------------------------
 
-# Bytes after the 12-byte btf_type record, per kind: (fixed, per vlen entry).
-_BTF_EXTRA = {
-    1: (4, 0), 2: (0, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 7: (0, 0), 8: (0, 0),
-    9: (0, 0), 10: (0, 0), 11: (0, 0), 12: (0, 0), 13: (0, 8), 14: (4, 0), 15: (0, 12),
-    16: (0, 0), 17: (4, 0), 18: (0, 0), 19: (0, 12),
-}  # fmt: skip
-_KIND_DATASEC = 15
-
-
-_U32_MAX = 0xFFFFFFFF
-
-
 def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
-    """Fill in what the compiler leaves to the loader, as libbpf does: each DATASEC's size (0 in
-    ``.o`` files) from its ELF section, and each variable's offset from its symbol. DATASECs of
-    sections that do not exist (externs) are left alone. Returns the new blob and remarks.
-
-    The blob is read with :func:`~pytest_ebpf.btf.parse_btf` (in the byte order its magic says);
-    :class:`ObjectError` when it is malformed or a size or offset does not fit a DATASEC's u32."""
+    """The ``.BTF`` blob as the kernel needs it: DATASEC sizes from the ELF sections and
+    variable offsets from their symbols (:meth:`~pytest_ebpf.btf.Btf.with_datasec_layout` on
+    the BTF model). Returns the new blob and remarks; :class:`ObjectError` when it is
+    malformed or a size or offset does not fit a DATASEC's u32."""
     btf = parse_btf(btf_raw, image.byteorder)
-    end = "<" if btf.header.byteorder == "little" else ">"
-    blob = bytearray(btf_raw)
-    pos = btf.header.hdr_len + btf.header.type_off
-    symbols: dict[tuple[int, str], int] = {}
+    sizes = {sec.name: sec.size for sec in image.sections[1:] if sec.name}
+    by_index = {sec.index: sec.name for sec in image.sections[1:]}
+    offsets: dict[tuple[str, str], int] = {}
     for sym in image.symbols:
         if sym.section_index is not None and sym.name and sym.type not in ("section", "file"):
-            symbols.setdefault((sym.section_index, sym.name), sym.value)
-    for t in btf.types[1:]:
-        fixed, per = _BTF_EXTRA[t.kind_num]
-        sec = image.section(t.name) if t.kind_num == _KIND_DATASEC else None
-        if sec is not None:
-            if sec.size > _U32_MAX:
-                raise ObjectError(
-                    f"section {sec.name!r} is {sec.size} bytes, more than its BTF DATASEC can "
-                    "describe (4 GiB)"
-                )
-            if t.size != sec.size:
-                struct.pack_into(end + "I", blob, pos + 8, sec.size)
-            for i, var in enumerate(t.datasec_vars):
-                name = btf.types[var.type].name  # parse_btf checked the id
-                value = symbols.get((sec.index, name)) if name else None
-                if value is None:
-                    continue
-                if value > _U32_MAX:
-                    raise ObjectError(
-                        f"symbol {name!r} of section {sec.name!r} is at offset {value}, more "
-                        "than its BTF DATASEC can describe (4 GiB)"
-                    )
-                struct.pack_into(end + "I", blob, pos + 12 + i * 12 + 4, value)
-        pos += 12 + fixed + per * t.vlen
-    return bytes(blob), []
+            section = by_index.get(sym.section_index)
+            if section is not None:
+                offsets.setdefault((section, sym.name), sym.value)
+    return btf.with_datasec_layout(sizes, offsets), []
 
 
 # --- linking ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pytest_ebpf.btf import Btf
 from pytest_ebpf.btf_ext import BtfExt
+from pytest_ebpf.elf import ElfImage
 from pytest_ebpf.isa import Insn, decode, decode_at, second_slots
 from pytest_ebpf.progtypes import ProgramKind
 
@@ -311,6 +312,9 @@ class EbpfObject:
     """Every ELF section (index order, the null section excluded)."""
     externs: tuple[str, ...] = field(default=(), repr=False)
     """Names of the undefined (extern) symbols the object refers to."""
+    image: ElfImage | None = field(default=None, repr=False, compare=False)
+    """The ELF as read (sections, symbols, raw ``.BTF``): what a loader needs beyond the
+    model, so that nothing reads the file twice."""
     problems: tuple[str, ...] = ()
     """Non-fatal problems found while loading, one line each (e.g. BTF-defined maps in an
     object without ``.BTF``, whose definitions could not be decoded)."""

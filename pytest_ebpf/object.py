@@ -238,6 +238,7 @@ class _Loader:
             btf_ext=self.btf_ext,
             sections=sections,
             externs=externs,
+            image=image,
             problems=tuple(self.problems),
         )
 
