@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from stable_standin import rustup_missing, stable_without
 
 from pytest_ebpf.diagnose import BuildContext, diagnose
 
@@ -38,17 +39,21 @@ def example_copy(tmp_path: Path) -> Path:
 def private_cargo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                        linker: Path | None) -> None:
     """A CARGO_HOME whose bin/ holds only ``linker`` (rustup puts $CARGO_HOME/bin first on
-    PATH for everything it runs), sharing the real registry cache so nothing is downloaded."""
-    real = Path(os.environ["CARGO_HOME"])
+    PATH for everything it runs), sharing the real registry cache so nothing is downloaded.
+    Without rustup, cargo on PATH is Debian's, and that bin/ is put on PATH by hand."""
+    real = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
     home = tmp_path / "cargo-home"
     (home / "bin").mkdir(parents=True)
     (home / "registry").symlink_to(real / "registry")
     if linker is not None:
         (home / "bin" / "bpf-linker").symlink_to(linker)
+    monkeypatch.setenv("CARGO_HOME", str(home))
+    if shutil.which("rustup") is None:
+        monkeypatch.setenv("PATH", f"{home / 'bin'}:/usr/bin:/bin")
+        return
     rustup = tool_dir(tmp_path, "rustup")
     for proxy in ("cargo", "rustc"):
         (rustup / proxy).symlink_to(rustup / "rustup")
-    monkeypatch.setenv("CARGO_HOME", str(home))
     monkeypatch.setenv("PATH", f"{rustup}:/usr/bin:/bin")
 
 
@@ -80,6 +85,8 @@ def assert_diagnosed(result: pytest.RunResult, key: str, *fix_words: str) -> str
 
 
 def test_toolchain_not_installed(pytester: pytest.Pytester, example_copy: Path) -> None:
+    if reason := rustup_missing("--ebpf-toolchain=NAME names a rustup toolchain"):
+        pytest.skip(reason)
     result = run_plugin(pytester, example_copy / "lock-ebpf", "--ebpf-toolchain=pe-no-such-1.0")
     text = assert_diagnosed(result, "toolchain-not-installed",
                             "rustup toolchain install pe-no-such-1.0")
@@ -87,23 +94,38 @@ def test_toolchain_not_installed(pytester: pytest.Pytester, example_copy: Path) 
         in text
 
 
-def test_no_core_for_target_on_rustup_stable(pytester: pytest.Pytester,
-                                             example_copy: Path) -> None:
-    result = run_plugin(pytester, example_copy / "lock-ebpf", "--ebpf-toolchain=stable",
-                        "--ebpf-build-std=none")
+def test_no_core_for_target_on_rustup_stable(pytester: pytest.Pytester, example_copy: Path,
+                                             tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    toolchain = ["--ebpf-toolchain=stable"]
+    if shutil.which("rustup") is None:  # stable rustc on PATH without BPF core, as rustup's
+        bindir = stable_without(tmp_path / "stable", rust_src=True)
+        monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+        toolchain = []
+    result = run_plugin(pytester, example_copy / "lock-ebpf", *toolchain, "--ebpf-build-std=none")
     assert_diagnosed(result, "no-core-for-target", "--ebpf-build-std=core", "rust-src")
 
 
 def test_z_flag_on_stable(pytester: pytest.Pytester, example_copy: Path) -> None:
+    if reason := rustup_missing("provokes the refusal of -Z by a stable cargo (rustup's "
+                                "stable); Debian's cargo on PATH accepts -Z"):
+        pytest.skip(reason)
     result = run_plugin(pytester, example_copy / "lock-ebpf", "--ebpf-toolchain=stable",
                         "--ebpf-build-std=core")
     text = assert_diagnosed(result, "z-flag-on-stable", "nightly")
     assert "[rust-src-missing]" not in text
 
 
-def test_rust_src_missing(pytester: pytest.Pytester, example_copy: Path,
+def test_rust_src_missing(pytester: pytest.Pytester, example_copy: Path, tmp_path: Path,
                           monkeypatch: pytest.MonkeyPatch) -> None:
     """rustup's stable has no rust-src; RUSTC_BOOTSTRAP lets -Z through so cargo looks for it."""
+    if shutil.which("rustup") is None:  # stable rustc on PATH without rust-src, as rustup's
+        bindir = stable_without(tmp_path / "stable", bpf_core=True)
+        monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+        monkeypatch.setenv("RUSTC_BOOTSTRAP", "1")
+        result = run_plugin(pytester, example_copy / "lock-ebpf", "--ebpf-build-std=core")
+        assert_diagnosed(result, "rust-src-missing", "rust-src", "--ebpf-build-std=none")
+        return
     sysroot = subprocess.run(["rustc", "+stable", "--print", "sysroot"], capture_output=True,
                              text=True, check=True).stdout.strip()
     assert not (Path(sysroot) / "lib/rustlib/src/rust/library/Cargo.lock").exists(), \
@@ -177,7 +199,8 @@ def test_dependency_needs_a_newer_rustc(pytester: pytest.Pytester, tmp_path: Pat
     """The resolver trap of public projects: `aya-build = "0.2.0"` resolves to 0.2.1, which
     needs a newer rustc than the toolchain's (edition 2021: no rustc-aware resolver). The
     newest aya-build must need more than this rustc for the trap to exist."""
-    rustc = subprocess.run(["rustc", "+debian", "-vV"], capture_output=True, text=True,
+    debian = ["+debian"] if shutil.which("rustup") else []  # without rustup: rustc on PATH
+    rustc = subprocess.run(["rustc", *debian, "-vV"], capture_output=True, text=True,
                            check=True).stdout
     crate = tmp_path / "trap-ebpf"
     (crate / "src").mkdir(parents=True)
@@ -207,6 +230,8 @@ def test_cargo_not_on_path(pytester: pytest.Pytester, example_copy: Path, tmp_pa
 
 def test_rustup_refuses_tier3_std() -> None:
     """The real answer of ``rustup target add`` for a BPF target is recognised."""
+    if reason := rustup_missing("provokes rustup's own refusal of `rustup target add`"):
+        pytest.skip(reason)
     toolchain = "stable"
     proc = subprocess.run(["rustup", "target", "add", "bpfel-unknown-none", "--toolchain",
                            toolchain], capture_output=True, text=True, timeout=120,

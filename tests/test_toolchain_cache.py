@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from stable_standin import rustup_missing
 
 from pytest_ebpf.toolchain import (
     _LDD_LLVM,
@@ -43,7 +44,14 @@ def _real(name: str, path: str | None = None) -> str:
     return found
 
 
+def _needs_rustup(why: str) -> None:
+    if reason := rustup_missing(why):
+        pytest.skip(reason)
+
+
 def _debian_toolchain() -> str:
+    if shutil.which("rustup") is None:  # rustc on PATH is Debian's: its sysroot is the toolchain
+        return os.path.realpath(Path(_real("rustc")).parent.parent)
     home = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
     linked = home / "toolchains" / "debian"
     assert linked.is_dir(), f"{linked} missing: run scripts/setup.sh"
@@ -62,6 +70,7 @@ class Tools:
     wrappers: Path
     log: Path
     rustup_home: Path
+    """Without rustup, an unused directory."""
     crate: Path
     linker: Path
     """The bpf-linker wrapper, alone in its directory (pass its parent as ``path_env``)."""
@@ -86,7 +95,7 @@ class Tools:
 @pytest.fixture
 def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tools:
     debian = _debian_toolchain()
-    real_rustc, real_rustup = _real("rustc"), _real("rustup")
+    real_rustc = _real("rustc")
     real_linker = _real("bpf-linker", linker_search_path())
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("PYTEST_EBPF_TOOLCHAIN_CACHE", raising=False)
@@ -102,7 +111,8 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tools:
     wrappers = tmp_path / "wrappers"
     wrappers.mkdir()
     write_wrapper(wrappers / "rustc", real_rustc, log)
-    write_wrapper(wrappers / "rustup", real_rustup, log)
+    if shutil.which("rustup") is not None:  # without it, the tests that ask rustup skip
+        write_wrapper(wrappers / "rustup", _real("rustup"), log)
     linker_dir = tmp_path / "linker"
     linker_dir.mkdir()
     write_wrapper(linker_dir / "bpf-linker", real_linker, log)
@@ -144,6 +154,7 @@ def test_rustc_info_is_asked_once(tools: Tools) -> None:
 
 
 def test_active_toolchain_is_asked_once(tools: Tools) -> None:
+    _needs_rustup("asks `rustup show active-toolchain`")
     first = active_toolchain(tools.crate)
     assert first is not None
     assert (first.name, first.reason) == ("pe-one", "default")
@@ -162,6 +173,7 @@ def test_bpf_linker_info_is_asked_once(tools: Tools) -> None:
 
 
 def test_an_explicit_toolchain_is_its_own_entry(tools: Tools) -> None:
+    _needs_rustup("`rustc +pe-two` runs a rustup toolchain")
     assert rustc_info("pe-two", tools.crate).toolchain == "pe-two"
     assert rustc_info(None, tools.crate).toolchain is None
     assert tools.runs("rustc", "-vV") == 2
@@ -186,6 +198,7 @@ def test_a_changed_rustc_is_asked_again(tools: Tools, change: Callable[[Path], N
 
 @pytest.mark.parametrize("change", [_touch, _replace], ids=["touched", "reinstalled"])
 def test_a_changed_rustup_is_asked_again(tools: Tools, change: Callable[[Path], None]) -> None:
+    _needs_rustup("changes the rustup binary")
     active_toolchain(tools.crate)
     change(tools.wrappers / "rustup")
     active_toolchain(tools.crate)
@@ -223,6 +236,7 @@ def test_another_bpf_linker_or_none_is_noticed(tools: Tools, tmp_path: Path) -> 
 def test_the_linker_in_cargo_home_is_noticed(tools: Tools, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """rustup puts $CARGO_HOME/bin first: the linker found there, or its absence, decides."""
+    _needs_rustup("rustup puts $CARGO_HOME/bin first on PATH; cargo on PATH does not")
     assert OLD_LINKER.is_file(), f"{OLD_LINKER} missing: run scripts/setup.sh test"
     first = bpf_linker_info()
     assert first is not None and first.llvm_major == 22
@@ -271,6 +285,7 @@ def test_a_changed_libllvm_is_noticed(tools: Tools, tmp_path: Path,
 
 @pytest.mark.parametrize("name", ["rust-toolchain.toml", "rust-toolchain"])
 def test_an_edited_toolchain_file_is_noticed(tools: Tools, name: str) -> None:
+    _needs_rustup("rust-toolchain.toml is read by rustup")
     assert active_toolchain(tools.crate).name == "pe-one"  # type: ignore[union-attr]
     rustc_info(None, tools.crate)
     toolchain_file = tools.crate / name
@@ -289,6 +304,7 @@ def test_an_edited_toolchain_file_is_noticed(tools: Tools, name: str) -> None:
 
 
 def test_a_toolchain_file_in_a_parent_directory_is_noticed(tools: Tools) -> None:
+    _needs_rustup("rust-toolchain.toml is read by rustup")
     assert active_toolchain(tools.crate).name == "pe-one"  # type: ignore[union-attr]
     (tools.crate.parent / "rust-toolchain.toml").write_text('[toolchain]\nchannel = "pe-two"\n')
     assert active_toolchain(tools.crate).name == "pe-two"  # type: ignore[union-attr]
@@ -297,6 +313,7 @@ def test_a_toolchain_file_in_a_parent_directory_is_noticed(tools: Tools) -> None
 
 def test_rustup_toolchain_variable_is_noticed(tools: Tools,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _needs_rustup("RUSTUP_TOOLCHAIN is read by rustup")
     info = rustc_info(None, tools.crate)
     assert active_toolchain(tools.crate).name == "pe-one"  # type: ignore[union-attr]
     monkeypatch.setenv("RUSTUP_TOOLCHAIN", "pe-two")
@@ -313,12 +330,14 @@ def test_rustup_toolchain_variable_is_noticed(tools: Tools,
 
 
 def test_rustup_default_is_noticed(tools: Tools) -> None:
+    _needs_rustup("runs `rustup default`")
     assert active_toolchain(tools.crate).name == "pe-one"  # type: ignore[union-attr]
     tools.rustup("default", "pe-two")
     assert active_toolchain(tools.crate).name == "pe-two"  # type: ignore[union-attr]
 
 
 def test_rustup_override_is_noticed(tools: Tools) -> None:
+    _needs_rustup("runs `rustup override set`")
     assert active_toolchain(tools.crate).name == "pe-one"  # type: ignore[union-attr]
     tools.rustup("override", "set", "pe-two", "--path", str(tools.crate))
     active = active_toolchain(tools.crate)
@@ -331,6 +350,7 @@ def test_rustup_override_is_noticed(tools: Tools) -> None:
 def test_a_relinked_toolchain_is_noticed(tools: Tools, tmp_path: Path) -> None:
     """``rustup toolchain uninstall`` and ``link`` to another directory: rustc is asked
     again, however fast it happens."""
+    _needs_rustup("runs `rustup toolchain uninstall` and `link`")
     rustc_info(None, tools.crate)
     rustc_info("pe-two", tools.crate)
     elsewhere = tmp_path / "elsewhere"
@@ -345,6 +365,7 @@ def test_a_relinked_toolchain_is_noticed(tools: Tools, tmp_path: Path) -> None:
 
 
 def test_a_new_toolchain_is_noticed(tools: Tools) -> None:
+    _needs_rustup("runs `rustup toolchain link`")
     active_toolchain(tools.crate)
     tools.rustup("toolchain", "link", "pe-three", tools.toolchain_dir)
     active_toolchain(tools.crate)
@@ -352,6 +373,7 @@ def test_a_new_toolchain_is_noticed(tools: Tools) -> None:
 
 
 def test_a_removed_toolchain_is_not_answered_from_the_cache(tools: Tools) -> None:
+    _needs_rustup("runs `rustup toolchain uninstall`")
     rustc_info("pe-two", tools.crate)
     tools.rustup("toolchain", "uninstall", "pe-two")
     with pytest.raises(ToolError, match="pe-two"):
@@ -438,7 +460,9 @@ def test_a_second_session_asks_no_toolchain_question(
     wrappers = tmp_path / "wrappers"
     wrappers.mkdir()
     write_wrapper(wrappers / "rustc", _real("rustc"), log)
-    write_wrapper(wrappers / "rustup", _real("rustup"), log)
+    rustup = shutil.which("rustup") is not None  # without it, cargo on PATH builds: no choice
+    if rustup:
+        write_wrapper(wrappers / "rustup", _real("rustup"), log)
     monkeypatch.setenv("PATH", f"{wrappers}{os.pathsep}{os.environ['PATH']}")
     pytester.makepyfile(test_build=BUILD_TEST)
 
@@ -451,9 +475,9 @@ def test_a_second_session_asks_no_toolchain_question(
 
     first_out, first_runs = session()
     assert any(run.startswith("rustc -vV") for run in first_runs), first_runs
-    assert any(run.startswith("rustup show active-toolchain") for run in first_runs)
+    assert any(run.startswith("rustup show active-toolchain") for run in first_runs) == rustup
     entries = json.loads(cache_file().read_text())["entries"]
-    assert len(entries) == 3, entries
+    assert len(entries) == (3 if rustup else 2), entries  # rustc, bpf-linker (, rustup's pick)
     written = _stamp(cache_file())
     second_out, second_runs = session()
     assert second_runs == []
@@ -461,7 +485,10 @@ def test_a_second_session_asks_no_toolchain_question(
     assert _header(second_out) == _header(first_out)
     assert "rustc 1.96.0" in _header(second_out)
     assert "bpf-linker 0.13.0 (LLVM 22)" in _header(second_out)
-    assert "toolchain chosen by rustup: overridden by" in second_out
+    if rustup:
+        assert "toolchain chosen by rustup: overridden by" in second_out
+    else:
+        assert "with toolchain cargo on PATH (" in _header(second_out)
 
 
 def _header(out: str) -> str:
