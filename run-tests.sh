@@ -7,5 +7,6 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cd "$ROOT"
 echo "==> ruff";  .venv/bin/ruff check pytest_ebpf tests benchmarks
 echo "==> mypy";  .venv/bin/mypy
+echo "==> import-linter (the layer contract in pyproject.toml)"; .venv/bin/lint-imports
 echo "==> pytest"
 exec .venv/bin/pytest -n 2 "$@"

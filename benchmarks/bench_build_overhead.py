@@ -12,7 +12,7 @@ interleaved (each round runs every contender once; the best of ``--rounds`` coun
       before the cache),
     * ``--ebpf-object=<the built object>`` (no cargo, no toolchain question);
 
-(b) the build step alone, in-process: ``pytest_ebpf.build.run_build`` with the cache, and
+(b) the build step alone, in-process: ``pytest_ebpf.build.cargo.run_build`` with the cache, and
     without it, against the bare cargo command it runs (same argv, same environment: the
     plugin's rustflags, when it sets them), as a subprocess; 3x as many rounds.
 
@@ -39,8 +39,8 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pytest_ebpf.build import BuildRequest, BuildResult, run_build  # noqa: E402
-from pytest_ebpf.cargo_project import find_crate  # noqa: E402
+from pytest_ebpf.build.cargo import BuildRequest, BuildResult, run_build  # noqa: E402
+from pytest_ebpf.build.project import find_crate  # noqa: E402
 
 EXAMPLE = ROOT / "example_project"
 SWITCH = "PYTEST_EBPF_TOOLCHAIN_CACHE"

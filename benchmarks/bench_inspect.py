@@ -33,8 +33,8 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pytest_ebpf.inspect_cmd import inspect_data, run_inspect  # noqa: E402
-from pytest_ebpf.object import gc_paused, load_object  # noqa: E402
+from pytest_ebpf.cli.inspect import inspect_data, run_inspect  # noqa: E402
+from pytest_ebpf.obj.load import gc_paused, load_object  # noqa: E402
 
 HEADER = '#include "obj_bpf.h"\n'
 

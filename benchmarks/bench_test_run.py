@@ -1,4 +1,4 @@
-"""Throughput of ``pytest_ebpf.kernel.prog_test_run`` against ``bpftool prog run``.
+"""Throughput of ``pytest_ebpf.kernel.bpf.prog_test_run`` against ``bpftool prog run``.
 
 Runs one XDP program (``r0 = XDP_PASS; exit``) on a 64-byte packet N times through the ctypes
 wrapper (one ``bpf(BPF_PROG_TEST_RUN)`` per call, repeat=1) and M times through ``bpftool prog
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_ebpf import kernel as k
+from pytest_ebpf.kernel import bpf as k
 
 XDP_PASS = 2
 

@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_ebpf.assertions import (
+    from pytest_ebpf.analysis.assertions import (
         assert_btf,
         assert_helpers,
         assert_license,
@@ -21,30 +21,30 @@ if TYPE_CHECKING:
         assert_sections,
         assert_stack_usage,
     )
+    from pytest_ebpf.analysis.report import EbpfAssertionError
     from pytest_ebpf.errors import EbpfError, ObjectError
-    from pytest_ebpf.model import EbpfObject, Function, Map, Program
-    from pytest_ebpf.object import load_object, load_object_bytes
+    from pytest_ebpf.obj.load import load_object, load_object_bytes
+    from pytest_ebpf.obj.model import EbpfObject, Function, Map, Program
     from pytest_ebpf.privileged import assert_rejected
-    from pytest_ebpf.report import EbpfAssertionError
 
 _EXPORTS = {
-    "load_object": "pytest_ebpf.object",
-    "load_object_bytes": "pytest_ebpf.object",
-    "EbpfObject": "pytest_ebpf.model",
-    "Program": "pytest_ebpf.model",
-    "Function": "pytest_ebpf.model",
-    "Map": "pytest_ebpf.model",
+    "load_object": "pytest_ebpf.obj.load",
+    "load_object_bytes": "pytest_ebpf.obj.load",
+    "EbpfObject": "pytest_ebpf.obj.model",
+    "Program": "pytest_ebpf.obj.model",
+    "Function": "pytest_ebpf.obj.model",
+    "Map": "pytest_ebpf.obj.model",
     "ObjectError": "pytest_ebpf.errors",
     "EbpfError": "pytest_ebpf.errors",
-    "EbpfAssertionError": "pytest_ebpf.report",
-    "assert_stack_usage": "pytest_ebpf.assertions",
-    "assert_no_indirect_calls": "pytest_ebpf.assertions",
-    "assert_no_undefined_calls": "pytest_ebpf.assertions",
-    "assert_max_instructions": "pytest_ebpf.assertions",
-    "assert_helpers": "pytest_ebpf.assertions",
-    "assert_license": "pytest_ebpf.assertions",
-    "assert_btf": "pytest_ebpf.assertions",
-    "assert_sections": "pytest_ebpf.assertions",
+    "EbpfAssertionError": "pytest_ebpf.analysis.report",
+    "assert_stack_usage": "pytest_ebpf.analysis.assertions",
+    "assert_no_indirect_calls": "pytest_ebpf.analysis.assertions",
+    "assert_no_undefined_calls": "pytest_ebpf.analysis.assertions",
+    "assert_max_instructions": "pytest_ebpf.analysis.assertions",
+    "assert_helpers": "pytest_ebpf.analysis.assertions",
+    "assert_license": "pytest_ebpf.analysis.assertions",
+    "assert_btf": "pytest_ebpf.analysis.assertions",
+    "assert_sections": "pytest_ebpf.analysis.assertions",
     "assert_rejected": "pytest_ebpf.privileged",
 }
 

@@ -284,7 +284,7 @@ class Helper(IntEnum):
     ``BPF_FUNC_unspec`` (0) is no helper and is not listed. The list is frozen upstream since
     Linux 6.2 (new kernel functionality comes as kfuncs), so ``cgrp_storage_delete`` (211) is
     the last id. The name a program sees is ``"bpf_" + name``
-    (:data:`pytest_ebpf.helpers_table.HELPERS`).
+    (:data:`pytest_ebpf.obj.helpers.HELPERS`).
     """
 
     map_lookup_elem = 1

@@ -1,7 +1,7 @@
 """The plugin's exception types.
 
 ``ObjectError`` is the one error raised for an eBPF object that cannot be read: a path that is
-not a regular file or is over the size bound (:mod:`pytest_ebpf.object_file`), and anything
+not a regular file or is over the size bound (:mod:`pytest_ebpf.obj.file`), and anything
 malformed that a parser (ELF, BTF, BTF.ext, instructions, maps) finds, ``from`` the underlying
 cause. The parsers check what they read instead of catching ``struct.error``, ``IndexError``,
 ``KeyError`` and the like, so any exception other than ``ObjectError`` while reading an object

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_ebpf.build import BuildFailure, BuildRequest, BuildResult
-    from pytest_ebpf.diagnose import BuildContext, Diagnosis
+    from pytest_ebpf.build.cargo import BuildFailure, BuildRequest, BuildResult
+    from pytest_ebpf.build.diagnose import BuildContext, Diagnosis
 
 
 @pytest.hookspec(firstresult=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn, Union
 import pytest
 
 from pytest_ebpf import hooks
-from pytest_ebpf.build import (
+from pytest_ebpf.build.cargo import (
     BuildFailure,
     BuildRequest,
     BuildResult,
@@ -22,7 +22,7 @@ from pytest_ebpf.build import (
     prebuilt,
     run_build,
 )
-from pytest_ebpf.diagnose import BuildContext
+from pytest_ebpf.build.diagnose import BuildContext
 from pytest_ebpf.settings import (
     SETTINGS_KEY,
     Settings,
@@ -32,7 +32,7 @@ from pytest_ebpf.settings import (
 )
 
 if TYPE_CHECKING:
-    from pytest_ebpf.model import EbpfObject
+    from pytest_ebpf.obj.model import EbpfObject
 
 Outcome = Union[BuildResult, BuildFailure]
 
@@ -87,7 +87,7 @@ def _doctor(config: pytest.Config) -> int:
     """``pytest --ebpf-doctor``: the doctor with the session's own settings."""
     import sys
 
-    from pytest_ebpf.doctor import render, run_checks
+    from pytest_ebpf.build.doctor import render, run_checks
     from pytest_ebpf.settings import resolve
 
     crate = resolve(config, "crate").value
@@ -176,7 +176,7 @@ def built_object(config: pytest.Config) -> EbpfObject:
     if OBJECT_KEY in config.stash:
         return config.stash[OBJECT_KEY]
     from pytest_ebpf.errors import ObjectError
-    from pytest_ebpf.object import load_object
+    from pytest_ebpf.obj.load import load_object
 
     outcome = ensure_built(config)
     if isinstance(outcome, BuildFailure):
@@ -270,7 +270,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 def _program_lines(path: Path) -> list[str]:
     from pytest_ebpf.errors import ObjectError
-    from pytest_ebpf.object import load_object
+    from pytest_ebpf.obj.load import load_object
 
     try:
         obj = load_object(path)

@@ -2,7 +2,7 @@
 fixtures that load programs into the running kernel and run them with BPF_PROG_TEST_RUN.
 
 Programs and maps live as long as their file descriptors, which only this process holds; pins
-go to a private directory per session and xdist worker (:mod:`pytest_ebpf.pins`), removed at
+go to a private directory per session and xdist worker (:mod:`pytest_ebpf.kernel.pins`), removed at
 teardown, at exit, on Ctrl-C, SIGTERM and SIGHUP, and (for killed earlier runs) at the next
 start. An xdist worker whose controller died stops and cleans up (:func:`watch_controller`).
 """
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_ebpf.kernel import TestRunResult
-    from pytest_ebpf.loader import LoadedObject, LoadResult
+    from pytest_ebpf.kernel.bpf import TestRunResult
+    from pytest_ebpf.kernel.loader import LoadedObject, LoadResult
     from pytest_ebpf.settings import Settings
 
 LOADER_KEY = pytest.StashKey[str]()
@@ -43,8 +43,8 @@ class Gate:
 
 def check_gate(loader: str) -> Gate:
     """Root/CAP_BPF, a working bpf(), bpffs (mounted when root and missing), bpftool."""
-    from pytest_ebpf.kernel import bpf_available
-    from pytest_ebpf.pins import BPFFS, PinError, ensure_bpffs
+    from pytest_ebpf.kernel.bpf import bpf_available
+    from pytest_ebpf.kernel.pins import BPFFS, PinError, ensure_bpffs
 
     ok, why = bpf_available()
     if not ok:
@@ -119,8 +119,8 @@ def ebpf_loaded(pytestconfig: pytest.Config, ebpf_object: Any) -> Iterator[Loade
     """Every program of the built object, loaded once per session (per xdist worker) with
     ``--ebpf-loader``; unloaded and unpinned at the end. Rejected programs are in
     ``.results`` with the verifier's log."""
-    from pytest_ebpf.loader import load_all
-    from pytest_ebpf.pins import remove_session_pin_dir, session_pin_dir
+    from pytest_ebpf.kernel.loader import load_all
+    from pytest_ebpf.kernel.pins import remove_session_pin_dir, session_pin_dir
 
     enforce(pytestconfig)
     prepare()
@@ -141,7 +141,7 @@ def ebpf_load(pytestconfig: pytest.Config, ebpf_object: Any
               ) -> Iterator[Callable[..., LoadedObject]]:
     """Factory ``ebpf_load(program, **options) -> LoadedObject`` loading one program afresh
     (its own maps); everything it loaded is unloaded after the test."""
-    from pytest_ebpf.loader import load_program
+    from pytest_ebpf.kernel.loader import load_program
 
     enforce(pytestconfig)
     prepare()
@@ -165,8 +165,8 @@ def ebpf_run(ebpf_loaded: LoadedObject, ebpf_object: Any
              ) -> Callable[..., TestRunResult]:
     """``ebpf_run(program, data=b"", ctx=None, repeat=1) -> TestRunResult(retval, data_out,
     ctx_out, duration_ns)`` through BPF_PROG_TEST_RUN, called directly (no subprocess)."""
-    from pytest_ebpf.kernel import KernelError, prog_test_run
-    from pytest_ebpf.loader import nearest
+    from pytest_ebpf.kernel.bpf import KernelError, prog_test_run
+    from pytest_ebpf.kernel.loader import nearest
 
     def run(program: str, data: bytes = b"", ctx: bytes | None = None,
             repeat: int = 1) -> TestRunResult:
@@ -194,7 +194,7 @@ def ebpf_run(ebpf_loaded: LoadedObject, ebpf_object: Any
 def warn(message: str) -> None:
     """A pytest warning that never fails the session: shown even under ``-W error`` (an
     attacker's symlink must not be able to stop the tests)."""
-    from pytest_ebpf.pins import PinDirWarning
+    from pytest_ebpf.kernel.pins import PinDirWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", PinDirWarning)
@@ -208,7 +208,7 @@ def prepare() -> None:
     """Before loading: remove stale pin roots of killed runs (foreign entries are warnings;
     once per process), turn SIGTERM/SIGHUP into Ctrl-C's cleanup, and in an xdist worker watch
     the controller."""
-    from pytest_ebpf.pins import install_signal_cleanup, remove_stale_pin_dirs
+    from pytest_ebpf.kernel.pins import install_signal_cleanup, remove_stale_pin_dirs
 
     if os.getpid() not in _prepared:
         _prepared.add(os.getpid())
@@ -235,7 +235,7 @@ def watch_controller(poll: float = 0.2) -> None:
     parent = os.getppid()
 
     def watch() -> None:
-        from pytest_ebpf.pins import remove_session_pin_dir
+        from pytest_ebpf.kernel.pins import remove_session_pin_dir
 
         while os.getppid() == parent:
             time.sleep(poll)

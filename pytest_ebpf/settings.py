@@ -7,15 +7,16 @@ Each setting remembers where its value came from, so the report header can say w
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, cast
 
 import pytest
 
-from pytest_ebpf.build import BPF_TARGETS
-from pytest_ebpf.cargo_project import Crate, CrateError, find_crate
-from pytest_ebpf.object_file import DEFAULT_MAX_OBJECT_SIZE, parse_size
+from pytest_ebpf.build.cargo import BPF_TARGETS
+from pytest_ebpf.build.project import Crate, CrateError, find_crate
+from pytest_ebpf.obj.file import DEFAULT_MAX_OBJECT_SIZE, parse_size
 
 GROUP = "ebpf"
 Target = Literal["bpfel-unknown-none", "bpfeb-unknown-none"]
@@ -199,7 +200,8 @@ class Settings:
             if res.value:
                 lines.append(f"  {label}: {res.value} (from {res.source})")
             elif res.source != "default":
-                lines.append(f"  {label}: rustup's choice (from {res.source})")
+                chooser = "rustup's choice" if res.source.startswith("rustup") else "cargo on PATH"
+                lines.append(f"  {label}: {chooser} (from {res.source})")
         return lines
 
 
@@ -271,6 +273,8 @@ def load_settings(config: pytest.Config) -> Settings:
         if name == "build_std" and crate.config.build_std:
             return Resolved(",".join(crate.config.build_std), str(crate.config.files[0]))
         if name == "toolchain" and crate.toolchain_file is not None:
+            if shutil.which("rustup") is None:
+                return Resolved(None, f"no rustup, so {crate.toolchain_file.name} is not read")
             return Resolved(None, f"rustup reads {crate.toolchain_file}")
         return None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from pytest_ebpf.kernel import prog_ids
+from pytest_ebpf.kernel.bpf import prog_ids
 
 
 def wait_unloaded(ids: Iterable[int], timeout: float = 2.0) -> set[int]:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ebpf import helpers_table, isa, kernel, kernel_abi, maps, progtypes, stack
 from pytest_ebpf.abi import (
     PERCPU_MAP_TYPES,
     AbiEnum,
@@ -34,7 +33,12 @@ from pytest_ebpf.abi import (
     PseudoCall,
     PseudoSrc,
 )
-from pytest_ebpf.elf import ElfSection, ElfSymbol
+from pytest_ebpf.analysis import stack
+from pytest_ebpf.kernel import bpf as kernel
+from pytest_ebpf.kernel import layout as kernel_abi
+from pytest_ebpf.obj import helpers as helpers_table
+from pytest_ebpf.obj import isa, maps, progtypes
+from pytest_ebpf.obj.elf import ElfSection, ElfSymbol
 
 UAPI = Path("/usr/include/linux/bpf.h")
 VERSION_H = Path("/usr/include/linux/version.h")

@@ -78,7 +78,7 @@ def test_exports_keep_their_signatures_for_type_checkers(tmp_path: Path) -> None
     assert proc.returncode == 1, proc.stdout
     assert 'Argument "limit" to "assert_stack_usage" has incompatible type "str"' in proc.stdout
     assert 'Argument 1 to "assert_stack_usage" has incompatible type "int"' in proc.stdout
-    assert "tuple[pytest_ebpf.model.Program, ...]" in proc.stdout
+    assert "tuple[pytest_ebpf.obj.model.Program, ...]" in proc.stdout
 
 
 # --- hooks ------------------------------------------------------------------------------------
@@ -89,8 +89,8 @@ import pathlib
 
 import pytest
 
-from pytest_ebpf.build import BuildResult, prebuilt
-from pytest_ebpf.diagnose import Diagnosis
+from pytest_ebpf.build.cargo import BuildResult, prebuilt
+from pytest_ebpf.build.diagnose import Diagnosis
 
 OBJECT = {object!r}
 

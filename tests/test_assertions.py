@@ -18,7 +18,7 @@ from pytest_ebpf import (
     assert_stack_usage,
     load_object,
 )
-from pytest_ebpf.model import EbpfObject
+from pytest_ebpf.obj.model import EbpfObject
 
 pytestmark = pytest.mark.slow
 

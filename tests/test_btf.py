@@ -1,4 +1,4 @@
-"""Tests of pytest_ebpf.btf / pytest_ebpf.btf_ext on objects compiled here by clang-19.
+"""Tests of pytest_ebpf.obj.btf / pytest_ebpf.obj.btf_ext on objects compiled here by clang-19.
 
 Every parse is cross-checked with ``bpftool btf dump file X -j``; BTF.ext with
 ``llvm-objdump -t`` symbols and the C source text.
@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_ebpf.btf import KIND_NAMES, Btf, BtfType, parse_btf
-from pytest_ebpf.btf_ext import BtfExt, LineInfo, line_for, parse_btf_ext
 from pytest_ebpf.errors import ObjectError
+from pytest_ebpf.obj.btf import KIND_NAMES, Btf, BtfType, parse_btf
+from pytest_ebpf.obj.btf_ext import BtfExt, LineInfo, line_for, parse_btf_ext
 
 pytestmark = pytest.mark.slow
 

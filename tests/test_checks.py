@@ -1,4 +1,5 @@
-"""Tests of the static checks (pytest_ebpf.checks) on objects compiled from tests/c/an_*.c."""
+"""Tests of the static checks (pytest_ebpf.analysis.checks) on objects compiled from
+tests/c/an_*.c."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from typing import Callable
 
 import pytest
 
-from pytest_ebpf import kernel
-from pytest_ebpf.checks import (
+from pytest_ebpf.analysis.checks import (
     BPF_MAXINSNS,
     all_findings,
     bad_function_ends,
@@ -24,8 +24,9 @@ from pytest_ebpf.checks import (
     source_line,
     undefined_calls,
 )
-from pytest_ebpf.model import EbpfObject
-from pytest_ebpf.object import load_object
+from pytest_ebpf.kernel import bpf as kernel
+from pytest_ebpf.obj.load import load_object
+from pytest_ebpf.obj.model import EbpfObject
 
 C_DIR = Path(__file__).parent / "c"
 
@@ -83,7 +84,7 @@ def test_gpl_check_agrees_with_kernel(compile_c) -> None:  # type: ignore[no-unt
     """The verifier refuses bpf_trace_printk with license MIT and accepts it with GPL."""
     if os.geteuid() != 0 and not kernel.bpf_available()[0]:
         pytest.skip("cannot load programs")
-    from pytest_ebpf.elf import read_elf
+    from pytest_ebpf.obj.elf import read_elf
 
     path = compile_c((C_DIR / "an_checks.c").read_text(), "an_checks")
     obj = load_object(path)

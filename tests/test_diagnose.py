@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 from stable_standin import rustup_missing, stable_without
+from toolchain_facts import rustc_llvm_major
 
-from pytest_ebpf.diagnose import BuildContext, diagnose
+from pytest_ebpf.build.diagnose import BuildContext, diagnose
 
 pytestmark = pytest.mark.slow
 
@@ -116,6 +117,38 @@ def test_z_flag_on_stable(pytester: pytest.Pytester, example_copy: Path) -> None
     assert "[rust-src-missing]" not in text
 
 
+def _without_rustup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Debian's cargo and rustc and no rustup: PATH is a directory holding only bpf-linker,
+    then /usr/bin and /bin."""
+    linker = shutil.which("bpf-linker") or str(Path(os.environ["CARGO_HOME"]) / "bin" /
+                                               "bpf-linker")
+    bindir = tmp_path / "linker-only"
+    bindir.mkdir()
+    (bindir / "bpf-linker").symlink_to(linker)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    assert shutil.which("rustup") is None
+
+
+def test_toolchain_named_without_rustup(pytester: pytest.Pytester, example_copy: Path,
+                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _without_rustup(monkeypatch, tmp_path)
+    result = run_plugin(pytester, example_copy / "lock-ebpf", "--ebpf-toolchain=nightly")
+    text = assert_diagnosed(result, "toolchain-without-rustup",
+                            "drop the setting to build with the cargo and rustc on PATH")
+    assert "couldn't read `+nightly`" not in text
+
+
+def test_z_flag_refused_by_a_stable_rustc(pytester: pytest.Pytester, example_copy: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    """Debian's cargo lets -Z build-std through (the crate's RUSTC_BOOTSTRAP=aya_ebpf); its
+    stable rustc then refuses -Z for the other crates."""
+    _without_rustup(monkeypatch, tmp_path)
+    result = run_plugin(pytester, example_copy / "lock-ebpf", "--ebpf-build-std=core")
+    text = assert_diagnosed(result, "z-flag-on-stable", "nightly")
+    assert "the option `Z` is only accepted on the nightly compiler" in text
+
+
 def test_rust_src_missing(pytester: pytest.Pytester, example_copy: Path, tmp_path: Path,
                           monkeypatch: pytest.MonkeyPatch) -> None:
     """rustup's stable has no rust-src; RUSTC_BOOTSTRAP lets -Z through so cargo looks for it."""
@@ -142,7 +175,8 @@ def test_bpf_linker_not_found(pytester: pytest.Pytester, example_copy: Path, tmp
     assert shutil.which("bpf-linker") is None
     result = run_plugin(pytester, example_copy / "lock-ebpf")
     assert_diagnosed(result, "linker-not-found",
-                     "cargo install bpf-linker --force --no-default-features --features llvm-22")
+                     "cargo install bpf-linker --force --no-default-features --features "
+                     f"llvm-{rustc_llvm_major()}")
 
 
 def test_llvm_mismatch(pytester: pytest.Pytester, example_copy: Path, tmp_path: Path,
@@ -150,7 +184,7 @@ def test_llvm_mismatch(pytester: pytest.Pytester, example_copy: Path, tmp_path: 
     assert OLD_LINKER.is_file(), f"{OLD_LINKER} missing: run scripts/setup.sh test"
     private_cargo_home(tmp_path, monkeypatch, OLD_LINKER)
     result = run_plugin(pytester, example_copy / "lock-ebpf")
-    assert_diagnosed(result, "llvm-mismatch", "--features llvm-22")
+    assert_diagnosed(result, "llvm-mismatch", f"--features llvm-{rustc_llvm_major()}")
 
 
 def test_bpf_config_at_workspace_root_builds(pytester: pytest.Pytester,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from stable_standin import stable_without
+from toolchain_facts import rustc_llvm_major, rustc_release
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
@@ -39,11 +40,13 @@ def test_healthy_machine_passes() -> None:
                  "crate config", "kernel", "kernel BTF", "bpftool", "privileges", "bpffs"):
         assert " ok " in row(proc.stdout, name) or " warn " in row(proc.stdout, name)
     if shutil.which("rustup"):
-        assert "debian: rustc 1.96.0, LLVM 22" in row(proc.stdout, "toolchain")
+        want = f"debian: rustc {rustc_release()}, LLVM {rustc_llvm_major()}"
+        assert want in row(proc.stdout, "toolchain")
     else:  # cargo on PATH is Debian's; the doctor warns that no toolchain can be chosen
-        assert "cargo on PATH: rustc 1.96.0, LLVM 22" in row(proc.stdout, "toolchain")
+        want = f"cargo on PATH: rustc {rustc_release()}, LLVM {rustc_llvm_major()}"
+        assert want in row(proc.stdout, "toolchain")
         assert " warn " in row(proc.stdout, "cargo") and "no rustup" in row(proc.stdout, "cargo")
-    assert "LLVM 22" in row(proc.stdout, "bpf-linker")
+    assert f"LLVM {rustc_llvm_major()}" in row(proc.stdout, "bpf-linker")
     assert proc.stdout.rstrip().endswith("nothing blocks an eBPF build")
 
 
@@ -91,14 +94,16 @@ def test_missing_bpf_linker_is_a_problem(tmp_path: Path) -> None:
     assert proc.returncode == 1
     line = row(proc.stdout, "bpf-linker")
     assert "not on PATH" in line
-    assert "cargo install bpf-linker --force --no-default-features --features llvm-22" in line
+    assert ("cargo install bpf-linker --force --no-default-features --features "
+            f"llvm-{rustc_llvm_major()}") in line
 
 
 def test_older_llvm_linker_is_a_problem(tmp_path: Path) -> None:
     assert OLD_LINKER.is_file(), f"{OLD_LINKER} missing: run scripts/setup.sh test"
     proc = doctor("--crate", "lock-ebpf", env=_cargo_home(tmp_path, OLD_LINKER))
     assert proc.returncode == 1
-    assert "rustc uses LLVM 22: bitcode will not be readable" in row(proc.stdout, "bpf-linker")
+    want = f"rustc uses LLVM {rustc_llvm_major()}: bitcode will not be readable"
+    assert want in row(proc.stdout, "bpf-linker")
 
 
 def test_bpf_config_at_workspace_root_is_a_warning(tmp_path: Path) -> None:

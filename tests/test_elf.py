@@ -1,4 +1,4 @@
-"""The ELF reader (``pytest_ebpf.elf``) against pyelftools, the reference parser.
+"""The ELF reader (``pytest_ebpf.obj.elf``) against pyelftools, the reference parser.
 
 pytest-ebpf reads ELF with its own struct tables (pyelftools' import alone would cost half of
 llvm-objdump's time in ``inspect``); here every section header, symbol and relocation it reads
@@ -19,8 +19,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from pytest_ebpf.elf import ElfImage, read_elf
 from pytest_ebpf.errors import ObjectError
+from pytest_ebpf.obj.elf import ElfImage, read_elf
 
 C_DIR = Path(__file__).parent / "c"
 

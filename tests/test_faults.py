@@ -20,8 +20,8 @@ import pytest
 from bpffs_ns import BpffsNamespace, pids_alive, wait_for
 from kernel_wait import wait_unloaded
 
-from pytest_ebpf import kernel as k
-from pytest_ebpf.pins import PIN_PREFIX, stale_pin_dirs
+from pytest_ebpf.kernel import bpf as k
+from pytest_ebpf.kernel.pins import PIN_PREFIX, stale_pin_dirs
 
 C_DIR = Path(__file__).parent / "c"
 _AVAILABLE, _WHY = k.bpf_available()
@@ -32,7 +32,7 @@ pytestmark = [
 
 HOLD = """
 import json, os, time
-from pytest_ebpf.pins import session_pin_dir
+from pytest_ebpf.kernel.pins import session_pin_dir
 
 def test_hold(ebpf_loaded):
     ids = [r.prog_id for r in ebpf_loaded.results.values() if r.prog_id]
@@ -107,7 +107,7 @@ def _log(cwd: Path) -> str:
 
 def _verify(ns: BpffsNamespace, obj: Path, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        ns.cmd([sys.executable, "-m", "pytest_ebpf.cli", "verify", "--loader", "bpftool",
+        ns.cmd([sys.executable, "-m", "pytest_ebpf.cli.main", "verify", "--loader", "bpftool",
                 str(obj)], cwd),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -162,7 +162,7 @@ def test_kill_9_leaves_pins_that_verify_removes(ns: BpffsNamespace, globals_obj:
     assert stale_pin_dirs(ns.bpffs) == [root]  # nothing can run on SIGKILL: pins stay...
     assert not set(state["ids"]) - set(k.prog_ids()), "pinned programs should still be loaded"
 
-    done = ns.run([sys.executable, "-m", "pytest_ebpf.cli", "verify", str(globals_obj)])
+    done = ns.run([sys.executable, "-m", "pytest_ebpf.cli.main", "verify", str(globals_obj)])
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # our own stale directory: removed without a word
     assert not root.exists(), "verify did not remove the stale pin directory"
@@ -235,7 +235,7 @@ def _cmdline(pid: int) -> str:
 def test_signal_handlers_chain_and_respect_ignore() -> None:
     """In this process: a previous Python handler still runs, then Terminated (a
     KeyboardInterrupt) unwinds; an ignored signal (nohup) stays ignored."""
-    from pytest_ebpf.pins import Terminated, install_signal_cleanup
+    from pytest_ebpf.kernel.pins import Terminated, install_signal_cleanup
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     seen: list[int] = []

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from fuzz_mutations import Op, apply, layout, random_ops
 
-from pytest_ebpf.assertions import (
+from pytest_ebpf.analysis.assertions import (
     assert_btf,
     assert_helpers,
     assert_license,
@@ -40,21 +40,21 @@ from pytest_ebpf.assertions import (
     assert_sections,
     assert_stack_usage,
 )
-from pytest_ebpf.elf import read_elf
+from pytest_ebpf.analysis.report import EbpfAssertionError
+from pytest_ebpf.cli.inspect import inspect_data, render_table, run_inspect
 from pytest_ebpf.errors import ObjectError
-from pytest_ebpf.inspect_cmd import inspect_data, render_table, run_inspect
-from pytest_ebpf.kernel import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, bpf_available
-from pytest_ebpf.loader import load_all
-from pytest_ebpf.loader_native import (
+from pytest_ebpf.kernel.bpf import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, bpf_available
+from pytest_ebpf.kernel.loader import load_all
+from pytest_ebpf.kernel.native import (
     _LinkError,
     _patch_ld,
     extras_from_image,
     fix_btf,
     link_program,
 )
-from pytest_ebpf.model import EbpfObject
-from pytest_ebpf.object import load_object, load_object_bytes
-from pytest_ebpf.report import EbpfAssertionError
+from pytest_ebpf.obj.elf import read_elf
+from pytest_ebpf.obj.load import load_object, load_object_bytes
+from pytest_ebpf.obj.model import EbpfObject
 
 C_DIR = Path(__file__).parent / "c"
 CORPUS = Path(__file__).parent / "fuzz_corpus"
@@ -278,7 +278,7 @@ def test_same_name_sections_through_the_command(
     entry = json.loads((CORPUS / "same-name-program-sections.json").read_text())
     path = tmp_path / "same-name.o"
     path.write_bytes(_mutant(entry, bases))
-    proc = subprocess.run([sys.executable, "-m", "pytest_ebpf.cli", command, str(path)],
+    proc = subprocess.run([sys.executable, "-m", "pytest_ebpf.cli.main", command, str(path)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == (

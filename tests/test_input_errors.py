@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from pytest_ebpf.errors import ObjectError
-from pytest_ebpf.object import load_object
-from pytest_ebpf.object_file import (
+from pytest_ebpf.obj.file import (
     DEFAULT_MAX_OBJECT_SIZE,
     MAX_OBJECT_SIZE_ENV,
     max_object_size,
     parse_size,
 )
+from pytest_ebpf.obj.load import load_object
 
 C_DIR = Path(__file__).parent / "c"
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def small_obj(compile_c) -> Path:  # type: ignore[no-untyped-def]
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``pytest-ebpf ARGS`` in a subprocess; a hang fails the test (TimeoutExpired)."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest_ebpf.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "pytest_ebpf.cli.main", *args], capture_output=True, text=True,
         check=False, cwd=ROOT, timeout=HANG_TIMEOUT, env={**os.environ, **(env or {})},
     )  # fmt: skip
 
@@ -51,7 +51,7 @@ def _load_in_subprocess(path: Path) -> str:
     code = (
         "import sys\n"
         "from pytest_ebpf.errors import ObjectError\n"
-        "from pytest_ebpf.object import load_object\n"
+        "from pytest_ebpf.obj.load import load_object\n"
         "try:\n"
         "    load_object(sys.argv[1])\n"
         "except ObjectError as exc:\n"
@@ -120,7 +120,7 @@ def _child(code: str, *args: str) -> str:
 _SWAP = """
 import os, sys
 from pytest_ebpf.errors import ObjectError
-from pytest_ebpf.object import load_object
+from pytest_ebpf.obj.load import load_object
 real_stat, regular = os.stat, sys.argv[2]
 # the path passes the checks as {what}, then turns out to be {really}
 for name in "{patched}".split():
@@ -201,7 +201,7 @@ def sparse_8g(tmp_path: Path) -> Iterator[Path]:
 def test_huge_sparse_file_is_refused_by_size(sparse_8g: Path, command: str) -> None:
     # the child may not even map 1 GiB: a read of the whole file would die, not refuse
     proc = subprocess.run(
-        ["prlimit", f"--as={1 << 30}", sys.executable, "-m", "pytest_ebpf.cli", command,
+        ["prlimit", f"--as={1 << 30}", sys.executable, "-m", "pytest_ebpf.cli.main", command,
          str(sparse_8g)],
         capture_output=True, text=True, check=False, cwd=ROOT, timeout=HANG_TIMEOUT,
     )  # fmt: skip
@@ -306,8 +306,8 @@ def test_a_bug_stays_a_traceback(
 ) -> None:
     """No blanket conversion: an exception from the product's own code is not reported as a
     corrupt object (neither by load_object nor by inspect)."""
-    import pytest_ebpf.inspect_cmd as inspect_cmd
-    import pytest_ebpf.object as obj_module
+    import pytest_ebpf.cli.inspect as inspect_cmd
+    import pytest_ebpf.obj.load as obj_module
 
     def broken(*args: object, **kwargs: object) -> None:
         raise error("planted bug")

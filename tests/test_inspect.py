@@ -1,4 +1,4 @@
-"""Tests of ``pytest-ebpf inspect`` (pytest_ebpf.inspect_cmd), run as a subprocess."""
+"""Tests of ``pytest-ebpf inspect`` (pytest_ebpf.cli.inspect), run as a subprocess."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from pytest_ebpf.inspect_cmd import run_inspect
+from pytest_ebpf.cli.inspect import run_inspect
 
 C_DIR = Path(__file__).parent / "c"
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ CONSOLE = ROOT / ".venv/bin/pytest-ebpf"
 
 def _inspect(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest_ebpf.cli", "inspect", *args],
+        [sys.executable, "-m", "pytest_ebpf.cli.main", "inspect", *args],
         capture_output=True, text=True, check=False, cwd=ROOT,
     )
 
@@ -129,7 +129,7 @@ def test_console_script(lock_obj: Path) -> None:
 
 
 def _corrupt_btf(src: Path, dst: Path) -> None:
-    from pytest_ebpf.elf import read_elf
+    from pytest_ebpf.obj.elf import read_elf
 
     data = bytearray(src.read_bytes())
     image = read_elf(src)

@@ -1,4 +1,4 @@
-"""Tests of pytest_ebpf.isa (decoder/disassembler) and pytest_ebpf.helpers_table.
+"""Tests of pytest_ebpf.obj.isa (decoder/disassembler) and pytest_ebpf.obj.helpers.
 
 Objects are compiled here by clang-19 from tests/c/isa_*.c at -mcpu=v1..v4 for both byte orders;
 every decoded instruction is cross-checked with ``llvm-objdump-22 -d --no-show-raw-insn``: its
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_ebpf.errors import ObjectError
-from pytest_ebpf.helpers_table import (
+from pytest_ebpf.obj.helpers import (
     GPL_ONLY,
     HELPERS,
     MAX_HELPER_ID,
@@ -31,7 +31,7 @@ from pytest_ebpf.helpers_table import (
     helper_name,
     is_gpl_only,
 )
-from pytest_ebpf.isa import CLASS_NAMES, Insn, decode
+from pytest_ebpf.obj.isa import CLASS_NAMES, Insn, decode
 
 C_DIR = Path(__file__).parent / "c"
 SOURCES = ("isa_ops.c", "isa_asm.c")

@@ -1,4 +1,5 @@
-"""Tests for pytest_ebpf.kernel against the running kernel (root or CAP_BPF+CAP_SYS_ADMIN needed).
+"""Tests for pytest_ebpf.kernel.bpf against the running kernel (root or CAP_BPF+CAP_SYS_ADMIN
+needed).
 
 Programs are hand-assembled with the tiny helpers below; bpftool is used only to cross-check.
 """
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ebpf import kernel as k
-from pytest_ebpf.kernel import (
+from pytest_ebpf.kernel import bpf as k
+from pytest_ebpf.kernel.bpf import (
     BPF_ATTACH_TYPE,
     BPF_MAP_TYPE,
     BPF_PROG_TYPE,
@@ -390,7 +391,7 @@ def test_log_buffer_grows() -> None:
 
 @needs_bpf
 def test_log_capped_at_max_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_ebpf import kernel_progs
+    from pytest_ebpf.kernel import progs as kernel_progs
 
     monkeypatch.setattr(kernel_progs, "MAX_LOG_SIZE", 256)
     prog = stx_dw(10, -8, 1) + call_local(1) + exit_() + mov64_reg(0, 3) + exit_()
@@ -419,7 +420,7 @@ def _unprivileged_python() -> str:
 def test_unprivileged_process_is_told_why() -> None:
     code = (
         "import struct\n"
-        "from pytest_ebpf import kernel as k\n"
+        "from pytest_ebpf.kernel import bpf as k\n"
         "print(k.bpf_available()[1])\n"
         "try:\n"
         "    k.prog_load(6, struct.pack('<BBhi', 0x95, 0, 0, 0), 'GPL')\n"

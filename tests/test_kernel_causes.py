@@ -14,10 +14,10 @@ from typing import Any, Callable
 import pytest
 
 from pytest_ebpf import assert_helpers
-from pytest_ebpf import kernel as k
-from pytest_ebpf.kernel import KernelError, prog_test_run
-from pytest_ebpf.loader import UnknownNameError, bpftool_path, load_all, load_program
-from pytest_ebpf.object import load_object
+from pytest_ebpf.kernel import bpf as k
+from pytest_ebpf.kernel.bpf import KernelError, prog_test_run
+from pytest_ebpf.kernel.loader import UnknownNameError, bpftool_path, load_all, load_program
+from pytest_ebpf.obj.load import load_object
 
 C_DIR = Path(__file__).parent / "c"
 _AVAILABLE, _WHY = k.bpf_available()
@@ -84,8 +84,8 @@ def _without(caps: str, *args: str, cwd: Path | None = None) -> subprocess.Compl
 
 LOAD_SCRIPT = """
 import json, sys
-from pytest_ebpf.loader import load_all
-from pytest_ebpf.object import load_object
+from pytest_ebpf.kernel.loader import load_all
+from pytest_ebpf.obj.load import load_object
 with load_all(load_object(sys.argv[1]), loader=sys.argv[2]) as lo:
     print(json.dumps({n: [r.loaded, r.cause, r.error, r.why] for n, r in lo.results.items()}))
 """
@@ -145,12 +145,12 @@ def test_libbpf_open_failure_is_not_a_verifier_rejection(
     result.stdout.fnmatch_lines(["*program wrapped_prog (socket) was not loaded (loader bpftool):"
                                  " bpftool/libbpf could not open the object: libbpf: map*"])
     assert "rejected by the verifier" not in result.stdout.str()
-    proc = subprocess.run([sys.executable, "-m", "pytest_ebpf.cli", "verify", "--json",
+    proc = subprocess.run([sys.executable, "-m", "pytest_ebpf.cli.main", "verify", "--json",
                            "--loader", "bpftool", str(obj)], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["programs"][0]["cause"] == "open"
-    proc = subprocess.run([sys.executable, "-m", "pytest_ebpf.cli", "verify", "--loader",
+    proc = subprocess.run([sys.executable, "-m", "pytest_ebpf.cli.main", "verify", "--loader",
                            "bpftool", str(obj)], capture_output=True, text=True, timeout=120,
                           check=False)
     assert proc.returncode == 1
@@ -256,7 +256,7 @@ def test_assert_helpers_refuses_an_unknown_helper_name(causes_obj: Path) -> None
 @needs_kernel
 def test_prog_load_eperm_names_the_capability(causes_obj: Path) -> None:
     """The raw bpf() wrapper too: KernelError says which capability, not "grant CAP_BPF"."""
-    script = ("from pytest_ebpf import kernel as k\n"
+    script = ("from pytest_ebpf.kernel import bpf as k\n"
               "insns = bytes.fromhex('b700000002000000' '9500000000000000')  # r0 = 2; exit\n"
               "try:\n"
               "    k.prog_load(k.BPF_PROG_TYPE['xdp'], insns, 'GPL')\n"

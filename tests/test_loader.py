@@ -1,4 +1,4 @@
-"""Tests for pytest_ebpf.loader (+ loader_native, loader_bpftool) against the running kernel.
+"""Tests for pytest_ebpf.kernel.loader (+ loader_native, loader_bpftool) against the running kernel.
 
 Needs root (or CAP_BPF + CAP_SYS_ADMIN) and bpftool; CI runs as root, where nothing here skips.
 """
@@ -15,10 +15,9 @@ from typing import Callable
 import pytest
 from kernel_wait import wait_unloaded
 
-from pytest_ebpf import kernel as k
-from pytest_ebpf.btf import parse_btf
-from pytest_ebpf.kernel import BPF_MAP_TYPE, possible_cpus, prog_test_run
-from pytest_ebpf.loader import (
+from pytest_ebpf.kernel import bpf as k
+from pytest_ebpf.kernel.bpf import BPF_MAP_TYPE, possible_cpus, prog_test_run
+from pytest_ebpf.kernel.loader import (
     BPFFS,
     LoadedObject,
     bpftool_path,
@@ -27,8 +26,9 @@ from pytest_ebpf.loader import (
     load_program,
     session_pin_dir,
 )
-from pytest_ebpf.model import EbpfObject
-from pytest_ebpf.object import load_object
+from pytest_ebpf.obj.btf import parse_btf
+from pytest_ebpf.obj.load import load_object
+from pytest_ebpf.obj.model import EbpfObject
 
 C_DIR = Path(__file__).parent / "c"
 
@@ -428,8 +428,8 @@ def test_aya_style_btf_maps_refused_by_libbpf(wrapped_obj: EbpfObject) -> None:
 
 
 def test_fix_btf_makes_object_btf_loadable(globals_obj: EbpfObject) -> None:
-    from pytest_ebpf.elf import read_elf
-    from pytest_ebpf.loader_native import fix_btf
+    from pytest_ebpf.kernel.native import fix_btf
+    from pytest_ebpf.obj.elf import read_elf
 
     assert globals_obj.path is not None
     image = read_elf(globals_obj.path)
@@ -447,7 +447,7 @@ def test_fix_btf_makes_object_btf_loadable(globals_obj: EbpfObject) -> None:
 def test_refused_btf_falls_back_to_loading_without(
     globals_obj: EbpfObject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pytest_ebpf.loader_native as native
+    import pytest_ebpf.kernel.native as native
 
     def refuse(blob: bytes, log_level: int = 1) -> k.Fd:
         raise k.KernelError("BPF_BTF_LOAD", 22, "[1] PTR (anon) type_id=3\nInvalid name\n")

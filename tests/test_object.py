@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_ebpf.elf import R_BPF_64_32, read_elf
 from pytest_ebpf.errors import ObjectError
-from pytest_ebpf.model import CallSite, EbpfObject
-from pytest_ebpf.object import load_object, load_object_bytes
-from pytest_ebpf.progtypes import program_type
+from pytest_ebpf.obj.elf import R_BPF_64_32, read_elf
+from pytest_ebpf.obj.load import load_object, load_object_bytes
+from pytest_ebpf.obj.model import CallSite, EbpfObject
+from pytest_ebpf.obj.progtypes import program_type
 
 CompileC = Callable[..., Path]
 C_DIR = Path(__file__).parent / "c"

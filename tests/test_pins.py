@@ -1,4 +1,4 @@
-"""bpffs hygiene (pytest_ebpf.pins): other users' entries, symlinks, odd names.
+"""bpffs hygiene (pytest_ebpf.kernel.pins): other users' entries, symlinks, odd names.
 
 The hostile entries are planted by user nobody (``setpriv``) in a private bpffs (mode 1777 like
 the default mount), in a mount namespace of its own (tests/bpffs_ns.py), so that the machine's
@@ -20,10 +20,9 @@ import pytest
 from bpffs_ns import NOBODY, BpffsNamespace, dead_pid
 from kernel_wait import wait_unloaded
 
-from pytest_ebpf import kernel as k
-from pytest_ebpf.loader import LoaderError, choose_loader, load_all
-from pytest_ebpf.object import load_object
-from pytest_ebpf.pins import (
+from pytest_ebpf.kernel import bpf as k
+from pytest_ebpf.kernel.loader import LoaderError, choose_loader, load_all
+from pytest_ebpf.kernel.pins import (
     BPFFS,
     MARKER,
     pin_name,
@@ -32,6 +31,7 @@ from pytest_ebpf.pins import (
     session_pin_dir,
     stale_pin_dirs,
 )
+from pytest_ebpf.obj.load import load_object
 
 C_DIR = Path(__file__).parent / "c"
 _AVAILABLE, _WHY = k.bpf_available()
@@ -163,7 +163,8 @@ def test_mounts_bpffs_with_mode_0700() -> None:
     root may write to."""
     script = (
         "umount /sys/fs/bpf 2>/dev/null; "
-        f"{sys.executable} -c 'from pytest_ebpf.pins import ensure_bpffs; ensure_bpffs()' && "
+        f"{sys.executable} -c "
+        "'from pytest_ebpf.kernel.pins import ensure_bpffs; ensure_bpffs()' && "
         "stat -c %a /sys/fs/bpf && grep ' /sys/fs/bpf ' /proc/mounts"
     )
     proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
@@ -223,7 +224,7 @@ def test_loaded(ebpf_loaded):
     assert f"pytest-ebpf-{pid}-main: a symlink (not followed)" in out
     assert f"pytest-ebpf-{pid}-gw0: a symlink (not followed)" in out
 
-    proc = ns.run([sys.executable, "-m", "pytest_ebpf.cli", "verify", str(obj)])
+    proc = ns.run([sys.executable, "-m", "pytest_ebpf.cli.main", "verify", str(obj)])
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 2 and all(ln.startswith("warning: ") for ln in lines), proc.stderr

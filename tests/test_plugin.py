@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from toolchain_facts import rustc_llvm_major, rustc_release
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
@@ -70,7 +71,7 @@ def test_settings_sources_in_header(pytester: pytest.Pytester,
 def test_builds_example_and_reports_programs(pytester: pytest.Pytester) -> None:
     # rustup picks `debian` from rust-toolchain.toml; without rustup, cargo on PATH is Debian's
     toolchain, chosen_by = (("debian", "rustup: *rust-toolchain.toml*") if shutil.which("rustup")
-                            else ("cargo on PATH", "*: cargo on PATH"))
+                            else ("cargo on PATH", "the PATH (no rustup*"))
     pytester.makepyfile(test_build=BUILD_TEST + """
 import subprocess
 
@@ -94,7 +95,7 @@ def test_object_fixture(ebpf_object):
     result.stdout.fnmatch_lines([
         "*eBPF build*",
         "built lock-ebpf for bpfel-unknown-none (release) in *s with toolchain "
-        f"{toolchain} (rustc 1.96.0, LLVM 22.*",
+        f"{toolchain} (rustc {rustc_release()}, LLVM {rustc_llvm_major()}.*",
         f"toolchain chosen by {chosen_by}",
         "  program lock * section xdp* type xdp",
         "  program * section tracepoint/* type tracepoint",

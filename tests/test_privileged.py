@@ -13,7 +13,7 @@ from typing import Callable
 import pytest
 from kernel_wait import wait_unloaded
 
-from pytest_ebpf.loader import stale_pin_dirs
+from pytest_ebpf.kernel.loader import stale_pin_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
 

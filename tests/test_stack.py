@@ -1,4 +1,4 @@
-"""Tests of the static stack analysis (pytest_ebpf.stack).
+"""Tests of the static stack analysis (pytest_ebpf.analysis.stack).
 
 Objects are compiled here from ``tests/c/an_stack.c`` / ``an_bigframe.c`` and, where they have
 no relocations other than BPF-to-BPF calls and legacy maps, linked by hand (functions laid out
@@ -18,17 +18,17 @@ from typing import Callable
 
 import pytest
 
-from pytest_ebpf import kernel
-from pytest_ebpf.elf import read_elf
-from pytest_ebpf.model import EbpfObject, Function, Program
-from pytest_ebpf.object import load_object
-from pytest_ebpf.stack import (
+from pytest_ebpf.analysis.stack import (
     MAX_BPF_STACK,
     function_stack,
     program_stack,
     round_frame,
     stack_problems,
 )
+from pytest_ebpf.kernel import bpf as kernel
+from pytest_ebpf.obj.elf import read_elf
+from pytest_ebpf.obj.load import load_object
+from pytest_ebpf.obj.model import EbpfObject, Function, Program
 
 C_DIR = Path(__file__).parent / "c"
 EXAMPLE = Path(__file__).resolve().parent.parent / "example_project"

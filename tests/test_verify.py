@@ -1,4 +1,4 @@
-"""Tests for ``pytest-ebpf verify`` (pytest_ebpf.verify_cmd.run_verify) against the running kernel.
+"""Tests for ``pytest-ebpf verify`` (pytest_ebpf.cli.verify.run_verify) against the running kernel.
 
 The command runs in a subprocess, so "nothing stays loaded" is checked from outside it. Needs
 root (or CAP_BPF + CAP_SYS_ADMIN); the unprivileged case drops to ``nobody`` with ``setpriv``.
@@ -20,9 +20,9 @@ from typing import Callable
 import pytest
 from kernel_wait import wait_unloaded
 
-from pytest_ebpf import kernel as k
-from pytest_ebpf.loader import stale_pin_dirs
-from pytest_ebpf.verify_cmd import run_verify
+from pytest_ebpf.cli.verify import run_verify
+from pytest_ebpf.kernel import bpf as k
+from pytest_ebpf.kernel.loader import stale_pin_dirs
 
 C_DIR = Path(__file__).parent / "c"
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 SCRIPT = (
-    "from pytest_ebpf.verify_cmd import run_verify; import sys; "
+    "from pytest_ebpf.cli.verify import run_verify; import sys; "
     "sys.exit(run_verify(sys.argv[1], as_json=True))"
 )
 

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from pytest_ebpf.stack import program_stack
+from pytest_ebpf.analysis.stack import program_stack
 
 pytestmark = pytest.mark.ebpf_privileged
 

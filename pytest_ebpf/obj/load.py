@@ -1,9 +1,9 @@
-"""Load an eBPF ELF object into the :mod:`pytest_ebpf.model`.
+"""Load an eBPF ELF object into the :mod:`pytest_ebpf.obj.model`.
 
-:func:`load_object` wires the pieces together: :mod:`pytest_ebpf.elf` (sections, symbols,
-relocations) -> :mod:`pytest_ebpf.isa` (instructions of every executable section) ->
-:mod:`pytest_ebpf.btf` / :mod:`pytest_ebpf.btf_ext` -> functions, call sites, references,
-programs (:mod:`pytest_ebpf.progtypes`) and maps (:mod:`pytest_ebpf.maps`).
+:func:`load_object` wires the pieces together: :mod:`pytest_ebpf.obj.elf` (sections, symbols,
+relocations) -> :mod:`pytest_ebpf.obj.isa` (instructions of every executable section) ->
+:mod:`pytest_ebpf.obj.btf` / :mod:`pytest_ebpf.obj.btf_ext` -> functions, call sites, references,
+programs (:mod:`pytest_ebpf.obj.progtypes`) and maps (:mod:`pytest_ebpf.obj.maps`).
 
 How calls are resolved in a relocatable object:
 
@@ -31,9 +31,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pytest_ebpf.btf import Btf, parse_btf
-from pytest_ebpf.btf_ext import BtfExt, parse_btf_ext
-from pytest_ebpf.elf import (
+from pytest_ebpf.errors import ObjectError
+from pytest_ebpf.obj.btf import Btf, parse_btf
+from pytest_ebpf.obj.btf_ext import BtfExt, parse_btf_ext
+from pytest_ebpf.obj.elf import (
     R_BPF_64_64,
     ElfImage,
     ElfReloc,
@@ -41,11 +42,10 @@ from pytest_ebpf.elf import (
     ElfSymbol,
     read_elf,
 )
-from pytest_ebpf.errors import ObjectError
-from pytest_ebpf.helpers_table import helper_name
-from pytest_ebpf.isa import Insn, decode_at, opcode_slots, second_slots
-from pytest_ebpf.maps import parse_btf_maps, parse_legacy_maps
-from pytest_ebpf.model import (
+from pytest_ebpf.obj.helpers import helper_name
+from pytest_ebpf.obj.isa import Insn, decode_at, opcode_slots, second_slots
+from pytest_ebpf.obj.maps import parse_btf_maps, parse_legacy_maps
+from pytest_ebpf.obj.model import (
     CallKind,
     CallSite,
     DataSection,
@@ -58,7 +58,7 @@ from pytest_ebpf.model import (
     RefKind,
     SectionInfo,
 )
-from pytest_ebpf.progtypes import program_type
+from pytest_ebpf.obj.progtypes import program_type
 
 __all__ = ["gc_paused", "load_object", "load_object_bytes", "object_from_image"]
 
@@ -73,7 +73,7 @@ def load_object(
     """Read and analyse the eBPF object at *path*.
 
     Only a regular file of at most *max_size* bytes is read (default:
-    :func:`~pytest_ebpf.object_file.max_object_size`, 256 MiB unless
+    :func:`~pytest_ebpf.obj.file.max_object_size`, 256 MiB unless
     ``PYTEST_EBPF_MAX_OBJECT_SIZE`` says otherwise); FIFOs, devices and directories are refused
     without blocking. Raises :class:`~pytest_ebpf.errors.ObjectError` (one line, ``from`` the
     cause) for a file that cannot be read or is not a well-formed eBPF object; any other
@@ -106,7 +106,7 @@ def gc_paused() -> Iterator[None]:
 
 
 def object_from_image(image: ElfImage) -> EbpfObject:
-    """Build the object model from an already-read :class:`~pytest_ebpf.elf.ElfImage`.
+    """Build the object model from an already-read :class:`~pytest_ebpf.obj.elf.ElfImage`.
 
     The parsers check what they read (bounds, counts, offsets, byte order) and raise
     :class:`ObjectError`; nothing else is caught here, so a bug stays a traceback."""

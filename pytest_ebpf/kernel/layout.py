@@ -1,4 +1,4 @@
-"""Kernel ABI tables for :mod:`pytest_ebpf.kernel`: flags and ``union bpf_attr`` layouts.
+"""Kernel ABI tables for :mod:`pytest_ebpf.kernel.bpf`: flags and ``union bpf_attr`` layouts.
 
 Written from ``include/uapi/linux/bpf.h``; the enums themselves live in :mod:`pytest_ebpf.abi`,
 and the name -> number dicts here are views of them. Each ``bpf()`` command gets its own ctypes

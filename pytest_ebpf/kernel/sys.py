@@ -1,5 +1,5 @@
-"""Internals of :mod:`pytest_ebpf.kernel`: the raw ``bpf()`` call, :class:`KernelError`, :class:`Fd`
-and small buffer helpers shared by the ``kernel_*`` modules."""
+"""Internals of :mod:`pytest_ebpf.kernel.bpf`: the raw ``bpf()`` call, :class:`KernelError`,
+:class:`Fd` and small buffer helpers shared by the modules of :mod:`pytest_ebpf.kernel`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import platform
 from typing import Union
 
 from pytest_ebpf.errors import EbpfError
-from pytest_ebpf.kernel_abi import BPF_OBJ_NAME_LEN, CMD_NAMES
+from pytest_ebpf.kernel.layout import BPF_OBJ_NAME_LEN, CMD_NAMES
 
 FdLike = Union["Fd", int]
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]

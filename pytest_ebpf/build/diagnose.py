@@ -104,10 +104,20 @@ def _rust_std_unavailable(ctx: BuildContext, m: Match) -> tuple[str, str]:
     )
 
 
-def _z_on_stable(ctx: BuildContext, m: Match) -> tuple[str, str]:
-    channel = m.group(1) if m else "stable"
+def _toolchain_without_rustup(ctx: BuildContext, m: Match) -> tuple[str, str]:
+    name = m.group(1) if m else ctx.toolchain
     return (
-        f"`-Z` flags (build-std) need a nightly cargo, but {_tc(ctx)} is {channel}",
+        f"toolchain {name!r} is named (--ebpf-toolchain, PYTEST_EBPF_TOOLCHAIN or "
+        "ebpf_toolchain), but rustup, which picks toolchains by name, is not on PATH",
+        "drop the setting to build with the cargo and rustc on PATH, or install rustup and "
+        f"the toolchain (rustup toolchain install {name} --component rust-src)",
+    )
+
+
+def _z_on_stable(ctx: BuildContext, m: Match) -> tuple[str, str]:
+    channel = (m.group(1) or "stable") if m and m.group(1) != "nightly" else "stable"
+    return (
+        f"`-Z` flags (build-std) need a nightly toolchain, but {_tc(ctx)} is {channel}",
         "use a nightly toolchain with rust-src (--ebpf-toolchain=nightly), or a toolchain "
         "with prebuilt core for BPF so no build-std is needed (--ebpf-build-std=none), or "
         "set RUSTC_BOOTSTRAP=1 to allow -Z on this toolchain",
@@ -220,8 +230,14 @@ RULES: tuple[tuple[str, re.Pattern[str], Rule], ...] = (
     (
         "z-flag-on-stable",
         re.compile(r"the `-Z` flag is only accepted on the nightly channel of Cargo, "
-                   r"but this is the `(\w+)` channel"),
+                   r"but this is the `(\w+)` channel"
+                   r"|the option `Z` is only accepted on the (nightly) compiler"),
         _z_on_stable,
+    ),
+    (
+        "toolchain-without-rustup",
+        re.compile(r"toolchain '([^']+)' was named, but rustup is not on PATH"),
+        _toolchain_without_rustup,
     ),
     (
         "rust-src-missing",

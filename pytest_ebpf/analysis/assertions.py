@@ -12,11 +12,11 @@ import difflib
 from collections.abc import Iterable, Sequence
 from typing import Union
 
-from pytest_ebpf import checks
-from pytest_ebpf.helpers_table import HELPERS, helper_id, helper_name
-from pytest_ebpf.model import EbpfObject, Function, Program
-from pytest_ebpf.report import Case, fail
-from pytest_ebpf.stack import program_stack, stack_problems
+from pytest_ebpf.analysis import checks
+from pytest_ebpf.analysis.report import Case, fail
+from pytest_ebpf.analysis.stack import program_stack, stack_problems
+from pytest_ebpf.obj.helpers import HELPERS, helper_id, helper_name
+from pytest_ebpf.obj.model import EbpfObject, Function, Program
 
 Target = Union[EbpfObject, Program]
 Names = Union[str, Sequence[str], None]
@@ -35,7 +35,7 @@ def _select(target: Target, programs: Names) -> tuple[EbpfObject | None, list[Pr
 
 def _where(obj: EbpfObject | None, fn: Function | None, insn: object) -> list[str]:
     """``insn 12: r1 = ...`` and ``at src/main.rs:40: let x = ...`` lines."""
-    from pytest_ebpf.isa import Insn
+    from pytest_ebpf.obj.isa import Insn
 
     if fn is None or not isinstance(insn, Insn):
         return []

@@ -17,7 +17,7 @@ import platform
 
 from pytest_ebpf.abi import PERCPU_MAP_TYPES, MapType
 from pytest_ebpf.errors import EbpfError
-from pytest_ebpf.kernel_abi import (
+from pytest_ebpf.kernel.layout import (
     BPF_ANY,
     BPF_ATTACH_TYPE,
     BPF_EXIST,
@@ -40,7 +40,7 @@ from pytest_ebpf.kernel_abi import (
     BPF_PSEUDO_MAP_IDX,
     BPF_PSEUDO_MAP_VALUE,
 )
-from pytest_ebpf.kernel_maps import (
+from pytest_ebpf.kernel.maps import (
     map_create,
     map_delete,
     map_freeze,
@@ -51,7 +51,7 @@ from pytest_ebpf.kernel_maps import (
     percpu_values,
     possible_cpus,
 )
-from pytest_ebpf.kernel_objects import (
+from pytest_ebpf.kernel.objects import (
     MapInfo,
     ProgInfo,
     btf_ids,
@@ -64,9 +64,9 @@ from pytest_ebpf.kernel_objects import (
     prog_ids,
     prog_info,
 )
-from pytest_ebpf.kernel_progs import LoadOutcome, TestRunResult, btf_load, prog_load, prog_test_run
-from pytest_ebpf.kernel_sys import MAX_LOG_SIZE, Fd, KernelError, syscall_fn
-from pytest_ebpf.verifier_log import VerifierSummary, parse_verifier_log
+from pytest_ebpf.kernel.progs import LoadOutcome, TestRunResult, btf_load, prog_load, prog_test_run
+from pytest_ebpf.kernel.sys import MAX_LOG_SIZE, Fd, KernelError, syscall_fn
+from pytest_ebpf.kernel.verifier_log import VerifierSummary, parse_verifier_log
 
 __all__ = [
     "BPF_ANY",

@@ -2,7 +2,7 @@
 
 The artifact comes from cargo's JSON messages (``compiler-artifact`` with an ``executable``),
 never from guessing paths under ``target/``. A failure keeps cargo's rendered diagnostics and
-adds a :class:`~pytest_ebpf.diagnose.Diagnosis` for every known toolchain problem in them.
+adds a :class:`~pytest_ebpf.build.diagnose.Diagnosis` for every known toolchain problem in them.
 Both outcomes are plain data that travel to xdist workers as JSON.
 """
 
@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
 
-from pytest_ebpf.cargo_project import Crate, root_bpf_config
-from pytest_ebpf.diagnose import BuildContext, Diagnosis, diagnose
-from pytest_ebpf.shipped import ShippedBuild, find_shipped_build
-from pytest_ebpf.toolchain import (
+from pytest_ebpf.build.diagnose import BuildContext, Diagnosis, diagnose
+from pytest_ebpf.build.project import Crate, root_bpf_config
+from pytest_ebpf.build.shipped import ShippedBuild, find_shipped_build
+from pytest_ebpf.build.toolchain import (
     RustcInfo,
     ToolError,
     active_toolchain,
@@ -361,7 +361,8 @@ def run_build(request: BuildRequest, progress: Progress | None = None) -> Outcom
     if request.toolchain is None:
         active = active_toolchain(crate.directory)
         toolchain_name = active.name if active else "cargo on PATH"
-        toolchain_source = f"rustup: {active.reason}" if active else "no rustup: cargo on PATH"
+        toolchain_source = (f"rustup: {active.reason}" if active
+                            else "the PATH (no rustup: cargo and rustc on PATH)")
     else:
         toolchain_name = request.toolchain
         toolchain_source = _source_label(request.toolchain_source, "toolchain")

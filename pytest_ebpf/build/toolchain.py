@@ -282,6 +282,9 @@ def rustc_info(toolchain: str | None = None, cwd: Path | None = None) -> RustcIn
     found = shutil.which("rustc")
     if found is None:
         raise ToolError("`rustc` is not on PATH")
+    if toolchain and shutil.which("rustup") is None:
+        raise ToolError(f"toolchain {toolchain!r} was named, but rustup is not on PATH: "
+                        "only rustup picks a toolchain by name")
     where = Path(cwd) if cwd is not None else Path.cwd()
     key = _key("rustc", toolchain, _binary_identity(found), _rustup_state(where))
     cached = _cached(key)

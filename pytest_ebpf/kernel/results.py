@@ -1,6 +1,6 @@
 """What a load gives back: per-program results, map handles and the loaded object that owns
 every file descriptor and pin, with the errors of the load. Shared by the dispatcher
-(:mod:`pytest_ebpf.loader`) and both loaders, which import this and not each other.
+(:mod:`pytest_ebpf.kernel.loader`) and both loaders, which import this and not each other.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal, TypeVar, Union
 
 from pytest_ebpf.errors import EbpfError
-from pytest_ebpf.kernel import (
+from pytest_ebpf.kernel.bpf import (
     BPF_ANY,
     PERCPU_MAP_TYPES,
     Fd,
@@ -27,11 +27,11 @@ from pytest_ebpf.kernel import (
     percpu_values,
     possible_cpus,
 )
-from pytest_ebpf.model import EbpfObject
-from pytest_ebpf.pins import (
+from pytest_ebpf.kernel.pins import (
     release_session_pin_dir,
     remove_tree,
 )
+from pytest_ebpf.obj.model import EbpfObject
 
 LoaderName = Literal["bpftool", "native"]
 Cause = Literal["verifier", "permission", "open", "loader"]

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from pytest_ebpf.cargo_project import Crate, CrateError, find_crate, root_bpf_config
-from pytest_ebpf.diagnose import BuildContext, explain
-from pytest_ebpf.toolchain import (
+from pytest_ebpf.build.diagnose import BuildContext, explain
+from pytest_ebpf.build.project import Crate, CrateError, find_crate, root_bpf_config
+from pytest_ebpf.build.toolchain import (
     RustcInfo,
     ToolError,
     active_toolchain,

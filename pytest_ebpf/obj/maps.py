@@ -21,10 +21,10 @@ import struct
 from collections.abc import Iterable, Sequence
 
 from pytest_ebpf.abi import MapType
-from pytest_ebpf.btf import Btf, BtfType
-from pytest_ebpf.elf import ElfSection, ElfSymbol
 from pytest_ebpf.errors import ObjectError
-from pytest_ebpf.model import Map
+from pytest_ebpf.obj.btf import Btf, BtfType
+from pytest_ebpf.obj.elf import ElfSection, ElfSymbol
+from pytest_ebpf.obj.model import Map
 
 __all__ = [
     "MAP_TYPES",

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_ebpf.helpers_table import GPL_ONLY, helper_name
-from pytest_ebpf.isa import Insn
-from pytest_ebpf.model import EbpfObject, Function, Program
+from pytest_ebpf.obj.helpers import GPL_ONLY, helper_name
+from pytest_ebpf.obj.isa import Insn
+from pytest_ebpf.obj.model import EbpfObject, Function, Program
 
 __all__ = [
     "BPF_COMPLEXITY_LIMIT_INSNS",

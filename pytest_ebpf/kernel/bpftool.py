@@ -19,17 +19,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pytest_ebpf.kernel import KernelError, map_info, obj_get, parse_verifier_log, prog_info
-from pytest_ebpf.kernel_sys import permission_message
-from pytest_ebpf.loaded import (
+from pytest_ebpf.kernel.bpf import KernelError, map_info, obj_get, parse_verifier_log, prog_info
+from pytest_ebpf.kernel.pins import new_load_dir
+from pytest_ebpf.kernel.results import (
     Cause,
     LoadedObject,
     LoaderError,
     LoadResult,
     MapHandle,
 )
-from pytest_ebpf.model import EbpfObject
-from pytest_ebpf.pins import new_load_dir
+from pytest_ebpf.kernel.sys import permission_message
+from pytest_ebpf.obj.model import EbpfObject
 
 __all__ = ["BpftoolOutput", "load_bpftool", "parse_bpftool_output"]
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 def _doctor(args: argparse.Namespace) -> int:
     from pathlib import Path  # here: inspect does not need it, and start-up time counts
 
-    from pytest_ebpf.doctor import render, run_checks
+    from pytest_ebpf.build.doctor import render, run_checks
 
     checks = run_checks(args.crate, Path(args.root).resolve(), args.toolchain, args.target,
                         args.build_std)
@@ -19,7 +19,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from pytest_ebpf.inspect_cmd import run_inspect
+    from pytest_ebpf.cli.inspect import run_inspect
 
     code: int = run_inspect(args.object, as_json=args.json or args.pretty,
                             stack_frame=args.stack_frame, pretty=args.pretty,
@@ -30,8 +30,8 @@ def _inspect(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     import os
 
-    from pytest_ebpf.object_file import MAX_OBJECT_SIZE_ENV
-    from pytest_ebpf.verify_cmd import run_verify
+    from pytest_ebpf.cli.verify import run_verify
+    from pytest_ebpf.obj.file import MAX_OBJECT_SIZE_ENV
 
     if args.max_object_size is not None:  # load_object reads it (option > env > default)
         os.environ[MAX_OBJECT_SIZE_ENV] = str(args.max_object_size)
@@ -42,7 +42,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _size(text: str) -> int:
-    from pytest_ebpf.object_file import parse_size
+    from pytest_ebpf.obj.file import parse_size
 
     try:
         return parse_size(text)

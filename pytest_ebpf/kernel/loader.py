@@ -2,10 +2,10 @@
 
 Two loaders return the same :class:`LoadedObject`:
 
-* ``bpftool`` (:mod:`pytest_ebpf.loader_bpftool`): ``bpftool -d prog loadall``, i.e. libbpf. Right
+* ``bpftool`` (:mod:`pytest_ebpf.kernel.bpftool`): ``bpftool -d prog loadall``, i.e. libbpf. Right
   for C/libbpf-style objects (BTF ``.maps``); libbpf 1.0+ refuses legacy ``maps`` sections and
   Aya's wrapped BTF map definitions.
-* ``native`` (:mod:`pytest_ebpf.loader_native`): this project's own linker and ``bpf()`` calls
+* ``native`` (:mod:`pytest_ebpf.kernel.native`): this project's own linker and ``bpf()`` calls
   (ctypes), which understands Aya objects (legacy ``maps``, BTF that needs fixing up).
 
 :func:`choose_loader` picks one (``auto``); :func:`load_all` / :func:`load_program` load. Every
@@ -19,7 +19,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pytest_ebpf.loaded import (
+from pytest_ebpf.kernel.bpftool import bpftool_path
+from pytest_ebpf.kernel.pins import (
+    BPFFS,
+    PIN_PREFIX,
+    PinError,
+    ensure_bpffs,
+    remove_stale_pin_dirs,
+    session_pin_dir,
+    stale_pin_dirs,
+)
+from pytest_ebpf.kernel.results import (
     DEFAULT_LOG_LEVEL,
     LoadedObject,
     LoaderError,
@@ -29,17 +39,7 @@ from pytest_ebpf.loaded import (
     UnknownNameError,
     nearest,
 )
-from pytest_ebpf.loader_bpftool import bpftool_path
-from pytest_ebpf.model import EbpfObject
-from pytest_ebpf.pins import (
-    BPFFS,
-    PIN_PREFIX,
-    PinError,
-    ensure_bpffs,
-    remove_stale_pin_dirs,
-    session_pin_dir,
-    stale_pin_dirs,
-)
+from pytest_ebpf.obj.model import EbpfObject
 
 __all__ = [
     "BPFFS",
@@ -169,11 +169,11 @@ def _load(
     loaded = LoadedObject(obj, chosen, reason)
     try:
         if chosen == "native":
-            from pytest_ebpf.loader_native import load_native
+            from pytest_ebpf.kernel.native import load_native
 
             load_native(loaded, only, pin_dir, log_level)
         else:
-            from pytest_ebpf.loader_bpftool import load_bpftool
+            from pytest_ebpf.kernel.bpftool import load_bpftool
 
             load_bpftool(loaded, only, pin_dir)
     except BaseException:

@@ -1,6 +1,6 @@
 """The object model: what an eBPF ELF object contains, as plain frozen data.
 
-:func:`pytest_ebpf.object.load_object` builds an :class:`EbpfObject` from a file. Everything is
+:func:`pytest_ebpf.obj.load.load_object` builds an :class:`EbpfObject` from a file. Everything is
 immutable (frozen dataclasses holding tuples), so objects can be cached and shared between
 tests. Instruction indices are *slot* indices (8-byte units) relative to the ELF section that
 holds the instruction, as ``llvm-objdump -d`` prints them.
@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
-from pytest_ebpf.btf import Btf
-from pytest_ebpf.btf_ext import BtfExt
-from pytest_ebpf.elf import ElfImage
-from pytest_ebpf.isa import Insn, decode, decode_at, second_slots
-from pytest_ebpf.progtypes import ProgramKind
+from pytest_ebpf.obj.btf import Btf
+from pytest_ebpf.obj.btf_ext import BtfExt
+from pytest_ebpf.obj.elf import ElfImage
+from pytest_ebpf.obj.isa import Insn, decode, decode_at, second_slots
+from pytest_ebpf.obj.progtypes import ProgramKind
 
 __all__ = [
     "CallKind",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pytest_ebpf.errors import ObjectError
-from pytest_ebpf.object_file import read_object_file
+from pytest_ebpf.obj.file import read_object_file
 
 __all__ = [
     "EM_BPF",
@@ -232,7 +232,7 @@ def read_elf(
     """Read and validate an eBPF ELF object from a path or from bytes.
 
     *name* labels the object in error messages when *source* is bytes. A path is read with
-    :func:`~pytest_ebpf.object_file.read_object_file`: regular files only, at most *max_size*
+    :func:`~pytest_ebpf.obj.file.read_object_file`: regular files only, at most *max_size*
     bytes. Raises :class:`ObjectError` for anything that is not a readable 64-bit ``EM_BPF``
     ELF file.
     """

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, NamedTuple, TypeVar
 
-from pytest_ebpf.btf import Btf, _byteorder_prefix
 from pytest_ebpf.errors import ObjectError
+from pytest_ebpf.obj.btf import Btf, _byteorder_prefix
 
 __all__ = [
     "CORE_RELO_KINDS",

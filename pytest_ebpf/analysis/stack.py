@@ -38,8 +38,8 @@ import bisect
 from dataclasses import dataclass, field
 
 from pytest_ebpf.abi import Helper
-from pytest_ebpf.isa import Insn, jump_target_of, raw_slots, register_tables
-from pytest_ebpf.model import EbpfObject, Function, Program
+from pytest_ebpf.obj.isa import Insn, jump_target_of, raw_slots, register_tables
+from pytest_ebpf.obj.model import EbpfObject, Function, Program
 
 __all__ = [
     "MAX_BPF_STACK",

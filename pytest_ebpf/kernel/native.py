@@ -28,11 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_ebpf.abi import MapType, ProgType, PseudoCall, PseudoSrc
-from pytest_ebpf.btf import parse_btf
-from pytest_ebpf.btf_ext import raw_line_info
-from pytest_ebpf.elf import ElfImage
 from pytest_ebpf.errors import EbpfError
-from pytest_ebpf.kernel import (
+from pytest_ebpf.kernel.bpf import (
     BPF_F_RDONLY_PROG,
     Fd,
     KernelError,
@@ -46,11 +43,14 @@ from pytest_ebpf.kernel import (
     prog_info,
     prog_load,
 )
-from pytest_ebpf.kernel_abi import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
-from pytest_ebpf.kernel_sys import permission_message
-from pytest_ebpf.loaded import Cause, LoadedObject, LoadResult, MapHandle
-from pytest_ebpf.model import DataSection, EbpfObject, Function, Map, Program, Reference
-from pytest_ebpf.pins import pin_name
+from pytest_ebpf.kernel.layout import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
+from pytest_ebpf.kernel.pins import pin_name
+from pytest_ebpf.kernel.results import Cause, LoadedObject, LoadResult, MapHandle
+from pytest_ebpf.kernel.sys import permission_message
+from pytest_ebpf.obj.btf import parse_btf
+from pytest_ebpf.obj.btf_ext import raw_line_info
+from pytest_ebpf.obj.elf import ElfImage
+from pytest_ebpf.obj.model import DataSection, EbpfObject, Function, Map, Program, Reference
 
 __all__ = ["LinkedProgram", "fix_btf", "link_program", "load_native"]
 
@@ -105,7 +105,7 @@ def extras_from_image(obj: EbpfObject, image: ElfImage) -> _Extras:
 
 def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
     """The ``.BTF`` blob as the kernel needs it: DATASEC sizes from the ELF sections and
-    variable offsets from their symbols (:meth:`~pytest_ebpf.btf.Btf.with_datasec_layout` on
+    variable offsets from their symbols (:meth:`~pytest_ebpf.obj.btf.Btf.with_datasec_layout` on
     the BTF model). Returns the new blob and remarks; :class:`ObjectError` when it is
     malformed or a size or offset does not fit a DATASEC's u32."""
     btf = parse_btf(btf_raw, image.byteorder)

@@ -15,8 +15,8 @@ import sys
 from typing import Any, TextIO
 
 from pytest_ebpf.errors import EbpfError, ObjectError
-from pytest_ebpf.loader import LoadResult, load_all
-from pytest_ebpf.pins import Terminated, install_signal_cleanup, remove_stale_pin_dirs
+from pytest_ebpf.kernel.loader import LoadResult, load_all
+from pytest_ebpf.kernel.pins import Terminated, install_signal_cleanup, remove_stale_pin_dirs
 
 __all__ = ["run_verify"]
 
@@ -53,8 +53,8 @@ def run_verify(
     JSON is one line; *pretty* indents it."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    from pytest_ebpf.kernel import bpf_available
-    from pytest_ebpf.object import load_object
+    from pytest_ebpf.kernel.bpf import bpf_available
+    from pytest_ebpf.obj.load import load_object
 
     label = os.fspath(path)
     try:

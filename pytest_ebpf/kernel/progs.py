@@ -1,4 +1,4 @@
-"""Program commands of :mod:`pytest_ebpf.kernel`: load, BTF load, test run."""
+"""Program commands of :mod:`pytest_ebpf.kernel.bpf`: load, BTF load, test run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import NamedTuple, cast
 
 from pytest_ebpf.abi import ProgType
 from pytest_ebpf.errors import EbpfError
-from pytest_ebpf.kernel_abi import (
+from pytest_ebpf.kernel.layout import (
     BPF_CMD,
     BPF_LOG_LEVEL1,
     BPF_LOG_STATS,
@@ -19,8 +19,8 @@ from pytest_ebpf.kernel_abi import (
     ProgLoadAttr,
     TestRunAttr,
 )
-from pytest_ebpf.kernel_objects import prog_info
-from pytest_ebpf.kernel_sys import (
+from pytest_ebpf.kernel.objects import prog_info
+from pytest_ebpf.kernel.sys import (
     CAP_BPF,
     CAP_SYS_ADMIN,
     ENOTSUPP,
@@ -46,7 +46,7 @@ from pytest_ebpf.kernel_sys import (
     syscall_fn,
     type_phrase,
 )
-from pytest_ebpf.verifier_log import VerifierSummary, parse_verifier_log
+from pytest_ebpf.kernel.verifier_log import VerifierSummary, parse_verifier_log
 
 # --- programs ---------------------------------------------------------------------------------
 

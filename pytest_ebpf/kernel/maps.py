@@ -1,4 +1,4 @@
-"""Map commands of :mod:`pytest_ebpf.kernel` and per-CPU value helpers."""
+"""Map commands of :mod:`pytest_ebpf.kernel.bpf` and per-CPU value helpers."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import sys
 from collections.abc import Iterator
 
 from pytest_ebpf.abi import PERCPU_MAP_TYPES, MapType
-from pytest_ebpf.kernel_abi import (
+from pytest_ebpf.kernel.layout import (
     BPF_ANY,
     BPF_CMD,
     ElemAttr,
     MapCreateAttr,
 )
-from pytest_ebpf.kernel_objects import map_info
-from pytest_ebpf.kernel_sys import (
+from pytest_ebpf.kernel.objects import map_info
+from pytest_ebpf.kernel.sys import (
     Fd,
     FdLike,
     KernelError,

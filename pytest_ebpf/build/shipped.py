@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_ebpf.cargo_project import Crate, CrateError, load_manifest, manifests_below
+from pytest_ebpf.build.project import Crate, CrateError, load_manifest, manifests_below
 
 AYA_BUILD = "aya-build"
 SEPARATOR = "\x1f"  # CARGO_ENCODED_RUSTFLAGS separates flags with ASCII unit separator

@@ -1,4 +1,4 @@
-"""Object commands of :mod:`pytest_ebpf.kernel`: info, pin/get, ids."""
+"""Object commands of :mod:`pytest_ebpf.kernel.bpf`: info, pin/get, ids."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import errno as _errno
 import os
 from dataclasses import dataclass
 
-from pytest_ebpf.kernel_abi import (
+from pytest_ebpf.kernel.layout import (
     BPF_CMD,
     GetIdAttr,
     InfoAttr,
@@ -15,7 +15,7 @@ from pytest_ebpf.kernel_abi import (
     RawMapInfo,
     RawProgInfo,
 )
-from pytest_ebpf.kernel_sys import (
+from pytest_ebpf.kernel.sys import (
     Fd,
     FdLike,
     PathLike,

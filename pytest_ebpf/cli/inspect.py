@@ -1,9 +1,9 @@
 """``pytest-ebpf inspect OBJECT [--json] [--stack-frame 32|16]``: what an object holds.
 
 Programs (section, kernel program type, instructions, combined stack depth and its chain),
-maps, and the findings of :mod:`pytest_ebpf.checks` and :mod:`pytest_ebpf.stack`. Exit status
-0 when the object could be read (findings do not change it), 2 with one ``error: PATH: REASON``
-line on stderr when it could not.
+maps, and the findings of :mod:`pytest_ebpf.analysis.checks` and
+:mod:`pytest_ebpf.analysis.stack`. Exit status 0 when the object could be read (findings do
+not change it), 2 with one ``error: PATH: REASON`` line on stderr when it could not.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from pytest_ebpf.checks import (
+from pytest_ebpf.analysis.checks import (
     Finding,
     all_findings,
     callees,
@@ -20,11 +20,11 @@ from pytest_ebpf.checks import (
     kfuncs_used,
     missing_func_info,
 )
+from pytest_ebpf.analysis.stack import ProgramStack, StackProblem, program_stack, stack_problems
 from pytest_ebpf.errors import ObjectError
-from pytest_ebpf.helpers_table import helper_name
-from pytest_ebpf.model import EbpfObject, Program
-from pytest_ebpf.object import gc_paused, load_object
-from pytest_ebpf.stack import ProgramStack, StackProblem, program_stack, stack_problems
+from pytest_ebpf.obj.helpers import helper_name
+from pytest_ebpf.obj.load import gc_paused, load_object
+from pytest_ebpf.obj.model import EbpfObject, Program
 
 __all__ = ["inspect_data", "render_table", "run_inspect"]
 
@@ -202,7 +202,7 @@ def run_inspect(
     """Print what the object at *path* holds; 0 on success, 2 when it cannot be read.
 
     JSON is one line (fast to write and to pipe into ``jq``); *pretty* indents it. *max_size*
-    bounds the file (see :func:`~pytest_ebpf.object.load_object`). Only
+    bounds the file (see :func:`~pytest_ebpf.obj.load.load_object`). Only
     :class:`~pytest_ebpf.errors.ObjectError` is the input's fault; any other exception is a bug
     and stays a traceback."""
     out = sys.stdout if out is None else out

@@ -1,0 +1,3 @@
+"""Static verdicts on the object model: stack depth, checks, assertion helpers and
+their rendering.
+"""

@@ -1,0 +1,1 @@
+"""The ``pytest-ebpf`` command: doctor, inspect, verify."""

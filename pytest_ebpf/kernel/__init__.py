@@ -1,0 +1,1 @@
+"""The running kernel: bpf() calls, the verifier log, loaders, pins in bpffs."""
