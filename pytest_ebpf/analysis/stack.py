@@ -34,7 +34,6 @@ virtually always re-derived inside loop bodies.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 from pytest_ebpf.abi import Helper
@@ -370,72 +369,21 @@ def function_stack(fn: Function) -> FrameUse:
 # ---------------------------------------------------------------------------------------------
 
 
-class _FunctionIndex:
-    """Functions of an object by (section, containing slot) and (section, name)."""
-
-    def __init__(self, obj: EbpfObject, extra: tuple[Function, ...] = ()) -> None:
-        by_section: dict[str, list[Function]] = {}
-        self.by_name: dict[tuple[str, str], Function] = {}
-        for fn in (*obj.functions, *extra):
-            if fn.key in self.by_name:
-                continue
-            by_section.setdefault(fn.section, []).append(fn)
-            self.by_name[fn.key] = fn
-        self.sorted: dict[str, list[Function]] = {}
-        self.starts: dict[str, list[int]] = {}
-        for sec, fns in by_section.items():
-            fns.sort(key=lambda f: f.offset)
-            self.sorted[sec] = fns
-            self.starts[sec] = [f.offset for f in fns]
-
-    def at(self, section: str | None, slot: int | None) -> Function | None:
-        if section is None or slot is None:
-            return None
-        starts = self.starts.get(section)
-        if not starts:
-            return None
-        i = bisect.bisect_right(starts, slot) - 1
-        if i < 0:
-            return None
-        fn = self.sorted[section][i]
-        return fn if fn.offset <= slot < max(fn.end, fn.offset + 1) else None
-
-
-# id(obj) -> (obj, its index): every program of an object shares one index (a few objects).
-_INDEXES: dict[int, tuple[EbpfObject, _FunctionIndex]] = {}
-
-
-def _index(obj: EbpfObject) -> _FunctionIndex:
-    held = _INDEXES.get(id(obj))
-    if held is None or held[0] is not obj:
-        if len(_INDEXES) >= 8:
-            _INDEXES.clear()
-        held = (obj, _FunctionIndex(obj))
-        _INDEXES[id(obj)] = held
-    return held[1]
-
-
 def call_graph(obj: EbpfObject, prog: Program) -> dict[tuple[str, str], list[Function]]:
     """Function key -> the functions it calls (BPF-to-BPF calls and callbacks whose address it
     loads), in instruction order without duplicates, for every function *prog* reaches."""
-    index = _index(obj)
-    for fn in prog.functions:
-        if fn.key not in index.by_name:
-            index = _FunctionIndex(obj, prog.functions)
-            break
+    index = prog.index
     graph: dict[tuple[str, str], list[Function]] = {}
     for fn in prog.functions:
         events: list[tuple[int, Function]] = []
         for call in fn.calls:
-            if call.kind == "bpf":
-                callee = index.at(call.target_section, call.target_offset)
-                if callee is not None:
-                    events.append((call.insn.index, callee))
+            callee = index.callee(call)
+            if callee is not None:
+                events.append((call.insn.index, callee))
         for ref in fn.refs:
-            if ref.kind == "func_ptr" and ref.target_section is not None:
-                callee = index.by_name.get((ref.target_section, ref.target))
-                if callee is not None:
-                    events.append((ref.insn_index, callee))
+            callee = index.pointed_to(ref)
+            if callee is not None:
+                events.append((ref.insn_index, callee))
         if len(events) < 2:
             graph[fn.key] = [callee for _, callee in events]
             continue

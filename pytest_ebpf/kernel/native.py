@@ -50,7 +50,7 @@ from pytest_ebpf.kernel.sys import permission_message
 from pytest_ebpf.obj.btf import parse_btf
 from pytest_ebpf.obj.btf_ext import raw_line_info
 from pytest_ebpf.obj.elf import ElfImage
-from pytest_ebpf.obj.model import DataSection, EbpfObject, Function, Map, Program, Reference
+from pytest_ebpf.obj.model import DataSection, EbpfObject, Function, Map, Program
 
 __all__ = ["LinkedProgram", "fix_btf", "link_program", "load_native"]
 
@@ -151,21 +151,6 @@ def _encode(func: Function) -> list[list[int]]:
     return slots
 
 
-def _func_ptr_target(prog: Program, ref: Reference) -> Function | None:
-    """The function of *prog* a ``func_ptr`` reference (``ld_imm64`` of a code address) names."""
-    return next((g for g in prog.functions
-                 if g.section == ref.target_section and g.name == ref.target), None)
-
-
-def _containing(prog: Program, section: str | None, slot: int | None) -> Function | None:
-    if section is None or slot is None:
-        return None
-    for f in prog.functions:
-        if f.section == section and f.offset <= slot < f.end:
-            return f
-    return None
-
-
 def layout(prog: Program) -> list[Function]:
     """The order functions are appended in, as libbpf does it: the entry, then each function
     the first time a call or function pointer refers to it, scanning the growing stream in
@@ -178,15 +163,13 @@ def layout(prog: Program) -> list[Function]:
         i += 1
         targets: list[tuple[int, Function]] = []
         for call in f.calls:
-            if call.kind == "bpf":
-                callee = _containing(prog, call.target_section, call.target_offset)
-                if callee is not None:
-                    targets.append((call.insn.index, callee))
+            callee = prog.index.callee(call)
+            if callee is not None:
+                targets.append((call.insn.index, callee))
         for ref in f.refs:
-            if ref.kind == "func_ptr":
-                callee = _func_ptr_target(prog, ref)
-                if callee is not None:
-                    targets.append((ref.insn_index, callee))
+            callee = prog.index.pointed_to(ref)
+            if callee is not None:
+                targets.append((ref.insn_index, callee))
         for _, callee in sorted(targets, key=lambda t: t[0]):
             if callee.key not in seen:
                 seen.add(callee.key)
@@ -221,7 +204,7 @@ def link_program(prog: Program, extras: _Extras | None = None) -> LinkedProgram:
                 )
             if call.kind != "bpf":
                 continue
-            callee = _containing(prog, call.target_section, call.target_offset)
+            callee = prog.index.callee(call)
             if callee is None or call.target_offset is None:
                 raise _LinkError(f"call to {call.target} ({where}) is outside the program")
             pos = base + call.insn.index
@@ -241,7 +224,7 @@ def link_program(prog: Program, extras: _Extras | None = None) -> LinkedProgram:
                     )
                 data_slots.append((pos, ref.target, ref.addend))
             elif ref.kind == "func_ptr":
-                callee = _func_ptr_target(prog, ref)
+                callee = prog.index.pointed_to(ref)
                 if callee is None:
                     raise _LinkError(f"pointer to unknown function {ref.target} ({where})")
                 target = starts[callee.key] + ref.addend // _INSN

@@ -8,6 +8,8 @@ holds the instruction, as ``llvm-objdump -d`` prints them.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -174,6 +176,51 @@ class Function:
         return decode_at(self.code, self.byteorder, index - self.offset, base=self.offset)
 
 
+class FunctionIndex:
+    """Functions by the slot they contain and by name, per section: how calls and function
+    pointers are resolved, once, for every analysis and loader."""
+
+    def __init__(self, functions: Iterable[Function]) -> None:
+        by_section: dict[str, list[Function]] = {}
+        self.by_key: dict[tuple[str, str], Function] = {}
+        for fn in functions:
+            if fn.key in self.by_key:
+                continue
+            by_section.setdefault(fn.section, []).append(fn)
+            self.by_key[fn.key] = fn
+        self._sorted: dict[str, list[Function]] = {}
+        self._starts: dict[str, list[int]] = {}
+        for sec, fns in by_section.items():
+            fns.sort(key=lambda f: f.offset)
+            self._sorted[sec] = fns
+            self._starts[sec] = [f.offset for f in fns]
+
+    def at(self, section: str | None, slot: int | None) -> Function | None:
+        """The function of *section* whose slots include *slot*."""
+        if section is None or slot is None:
+            return None
+        starts = self._starts.get(section)
+        if not starts:
+            return None
+        i = bisect.bisect_right(starts, slot) - 1
+        if i < 0:
+            return None
+        fn = self._sorted[section][i]
+        return fn if fn.offset <= slot < max(fn.end, fn.offset + 1) else None
+
+    def callee(self, call: CallSite) -> Function | None:
+        """The function a BPF-to-BPF call enters (None for other calls, or no such function)."""
+        if call.kind != "bpf":
+            return None
+        return self.at(call.target_section, call.target_offset)
+
+    def pointed_to(self, ref: Reference) -> Function | None:
+        """The function a ``func_ptr`` reference (``ld_imm64`` of a code address) names."""
+        if ref.kind != "func_ptr" or ref.target_section is None:
+            return None
+        return self.by_key.get((ref.target_section, ref.target))
+
+
 @dataclass(frozen=True)
 class Program:
     """A loadable program: a global function in a section that names a program type."""
@@ -197,6 +244,11 @@ class Program:
     def prog_type(self) -> str:
         """Shortcut for ``kind.prog_type``."""
         return self.kind.prog_type
+
+    @cached_property
+    def index(self) -> FunctionIndex:
+        """The program's functions, for resolving its calls and function pointers."""
+        return FunctionIndex(self.functions)
 
     @property
     def calls(self) -> tuple[CallSite, ...]:
