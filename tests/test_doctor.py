@@ -145,3 +145,35 @@ def test_tox_env_without_its_toolchain_fails_with_the_doctor(tmp_path: Path) -> 
     assert "rustup toolchain install nightly-2001-01-01" in proc.stdout, proc.stdout[-3000:]
     assert "problem(s) block an eBPF build" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_doctor_and_the_build_diagnosis_give_one_fix(tmp_path: Path) -> None:
+    """The same problem (no bpf-linker) gets the same fix text from the doctor and from the
+    diagnosis of a failed build."""
+    from pytest_ebpf.build.diagnose import BuildContext, explain
+
+    home = tmp_path / "home"
+    (home / ".cargo" / "bin").mkdir(parents=True)
+    env = {**os.environ, "HOME": str(home), "CARGO_HOME": str(home / ".cargo"),
+           "PATH": "/usr/bin:/bin", "PYTEST_EBPF_TOOLCHAIN_CACHE": "off"}
+    proc = doctor("--crate", "lock-ebpf", env=env)
+    line = row(proc.stdout, "bpf-linker")
+    want = explain("linker-not-found",
+                   BuildContext(rustc_llvm=f"{rustc_llvm_major()}.0.0")).fix
+    assert f"fix: {want}" in line, line
+
+
+def test_doctor_names_a_linker_it_finds_off_path(tmp_path: Path) -> None:
+    """No rustup and ~/.cargo/bin not on PATH: the doctor still finds the installed linker
+    and says how to reach it."""
+    home = tmp_path / "home"
+    (home / ".cargo" / "bin").mkdir(parents=True)
+    real = shutil.which("bpf-linker") or str(Path(os.environ["CARGO_HOME"]) / "bin" /
+                                             "bpf-linker")
+    (home / ".cargo" / "bin" / "bpf-linker").symlink_to(real)
+    env = {**os.environ, "HOME": str(home), "CARGO_HOME": str(home / ".cargo"),
+           "PATH": "/usr/bin:/bin", "PYTEST_EBPF_TOOLCHAIN_CACHE": "off"}
+    proc = doctor("--crate", "lock-ebpf", env=env)
+    line = row(proc.stdout, "bpf-linker")
+    assert f"not on PATH, but found {home / '.cargo' / 'bin' / 'bpf-linker'}" in line, line
+    assert f"export PATH={home / '.cargo' / 'bin'}:$PATH" in line
