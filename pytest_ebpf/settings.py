@@ -200,8 +200,13 @@ class Settings:
             if res.value:
                 lines.append(f"  {label}: {res.value} (from {res.source})")
             elif res.source != "default":
-                chooser = "rustup's choice" if res.source.startswith("rustup") else "cargo on PATH"
-                lines.append(f"  {label}: {chooser} (from {res.source})")
+                if name != "toolchain":
+                    shown = "none"
+                elif res.source.startswith("rustup"):
+                    shown = "rustup's choice"
+                else:
+                    shown = "cargo on PATH"
+                lines.append(f"  {label}: {shown} (from {res.source})")
         return lines
 
 

@@ -61,9 +61,12 @@ def test_settings_sources_in_header(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines([
         "ebpf settings (option > env > ini > project files > default):",
         "  crate: lock-ebpf (from ini ebpf_crate)",
-        "  toolchain: rustup's choice (from rustup reads */ws/rust-toolchain.toml)",
+        ("  toolchain: rustup's choice (from rustup reads */ws/rust-toolchain.toml)"
+         if shutil.which("rustup") else
+         "  toolchain: cargo on PATH (from no rustup, so rust-toolchain.toml is not read)"),
         "  target: bpfel-unknown-none (from */ws/lock-ebpf/.cargo/config.toml)",
         "  profile: release (from env PYTEST_EBPF_PROFILE)",
+        "  features: none (from option)",
         "  build-std: auto (from default)",
     ])
 
