@@ -26,11 +26,13 @@ def rustup_missing(why: str) -> str | None:
     return None
 
 
-def stable_without(dest: Path, *, bpf_core: bool = False, rust_src: bool = False) -> Path:
+def stable_without(dest: Path, *, bpf_core: bool = False, rust_src: bool = False,
+                   nightly: bool = False) -> Path:
     """A ``bin`` directory (put it first on PATH) with ``rustc`` and ``cargo``: Debian's, on a
     sysroot in ``dest`` without the BPF targets' core (unless ``bpf_core``) and without the
     library sources (unless ``rust_src``). Returns the ``bin`` directory; the sysroot is its
-    parent."""
+    parent. ``nightly``: both act as a nightly (``RUSTC_BOOTSTRAP=1``), as a rustup nightly with
+    rust-src and no prebuilt BPF core does."""
     for tool in (DEBIAN_RUSTC, DEBIAN_CARGO):
         assert tool.is_file(), f"{tool} missing: run scripts/setup.sh (rustc-web, cargo-web)"
     rustlib = dest / "lib" / "rustlib"
@@ -43,8 +45,10 @@ def stable_without(dest: Path, *, bpf_core: bool = False, rust_src: bool = False
         (rustlib / entry.name).symlink_to(entry)
     bindir = dest / "bin"
     bindir.mkdir()
-    (bindir / "rustc").write_text(f'#!/bin/sh\nexec {DEBIAN_RUSTC} --sysroot "{dest}" "$@"\n')
-    (bindir / "cargo").write_text(f'#!/bin/sh\nexport RUSTC="{bindir / "rustc"}"\n'
+    bootstrap = "export RUSTC_BOOTSTRAP=1\n" if nightly else ""
+    (bindir / "rustc").write_text(
+        f'#!/bin/sh\n{bootstrap}exec {DEBIAN_RUSTC} --sysroot "{dest}" "$@"\n')
+    (bindir / "cargo").write_text(f'#!/bin/sh\n{bootstrap}export RUSTC="{bindir / "rustc"}"\n'
                                   f'exec {DEBIAN_CARGO} "$@"\n')
     for tool in bindir.iterdir():
         tool.chmod(0o755)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 from minicrate import CHECKLIST_FLAGS, make_crate, toml_list
+from stable_standin import stable_without
 
 pytestmark = pytest.mark.slow
 
@@ -129,29 +130,15 @@ def test_build_std_option_core(pytester: pytest.Pytester, tmp_path: Path,
 
 @pytest.fixture
 def nightly_standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target_dir: Path) -> Path:
-    """Debian's rustc and cargo as a nightly whose sysroot has no prebuilt BPF core (as a
-    rustup nightly): everything of /usr/lib/rustlib but the bpf* targets, linked."""
-    home = tmp_path / "nightly-standin"
-    rustlib = home / "lib" / "rustlib"
-    rustlib.mkdir(parents=True)
-    for entry in DEBIAN_SYSROOT.iterdir():
-        if not entry.name.startswith("bpf"):
-            (rustlib / entry.name).symlink_to(entry)
-    bindir = home / "bin"
-    bindir.mkdir()
-    (bindir / "rustc").write_text(
-        f'#!/bin/sh\nexport RUSTC_BOOTSTRAP=1\nexec /usr/bin/rustc --sysroot "{home}" "$@"\n')
-    (bindir / "cargo").write_text(
-        f'#!/bin/sh\nexport RUSTC_BOOTSTRAP=1 RUSTC="{bindir / "rustc"}"\n'
-        'exec /usr/bin/cargo "$@"\n')
-    for tool in bindir.iterdir():
-        tool.chmod(0o755)
+    """Debian's rustc and cargo as a nightly whose sysroot has rust-src but no prebuilt BPF
+    core (as a rustup nightly)."""
+    bindir = stable_without(tmp_path / "nightly-standin", rust_src=True, nightly=True)
     monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
     monkeypatch.setenv("CARGO_TARGET_DIR", str(target_dir))
     sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True,
                              check=True).stdout.strip()
-    assert sysroot == str(home)
-    return home
+    assert sysroot == str(bindir.parent)
+    return bindir.parent
 
 
 def test_build_std_auto_builds_core_when_the_sysroot_has_none(

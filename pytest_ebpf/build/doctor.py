@@ -16,6 +16,7 @@ from typing import TextIO
 from pytest_ebpf.build.diagnose import BuildContext, explain
 from pytest_ebpf.build.project import Crate, CrateError, find_crate, root_bpf_config
 from pytest_ebpf.build.toolchain import (
+    LinkerInfo,
     RustcInfo,
     ToolError,
     active_toolchain,
@@ -68,8 +69,8 @@ def _check_toolchain(toolchain: str | None, crate: Crate | None
     return Check("toolchain", OK, detail), info
 
 
-def _ctx(info: RustcInfo | None, target: str, toolchain: str | None) -> BuildContext:
-    linker = bpf_linker_info()
+def _ctx(info: RustcInfo | None, target: str, toolchain: str | None,
+         linker: LinkerInfo | None) -> BuildContext:
     return BuildContext(target=target, toolchain=toolchain or "",
                         rustc_llvm=info.llvm_version if info else "",
                         linker_llvm_major=linker.llvm_major if linker else None)
@@ -80,7 +81,7 @@ def _check_core(info: RustcInfo | None, target: str, build_std: str,
     name = f"core for {target}"
     if info is None:
         return Check(name, PROBLEM, "no working toolchain", "fix the toolchain first")
-    ctx = _ctx(info, target, toolchain)
+    ctx = _ctx(info, target, toolchain, bpf_linker_info())
     if info.has_core(target) and build_std in ("auto", "none"):
         return Check(name, OK, f"prebuilt in {info.sysroot}")
     if info.has_rust_src():
@@ -110,7 +111,7 @@ def _linker_off_path() -> list[Path]:
 def _check_linker(info: RustcInfo | None, target: str = "bpfel-unknown-none",
                   toolchain: str | None = None) -> Check:
     linker = bpf_linker_info()
-    ctx = _ctx(info, target, toolchain)
+    ctx = _ctx(info, target, toolchain, linker)
     major = info.llvm_major if info else None
     if linker is None:
         why = explain("linker-not-found", ctx)

@@ -69,11 +69,6 @@ def load_manifest(manifest: Path) -> dict[str, Any]:
     return _load_toml(manifest)
 
 
-def manifests_below(root: Path) -> list[Path]:
-    """Every ``Cargo.toml`` below ``root`` (``target/`` and hidden tool dirs skipped)."""
-    return _manifests_below(root)
-
-
 def _package_name(manifest: Path) -> str | None:
     package = _load_toml(manifest).get("package")
     if isinstance(package, dict) and isinstance(package.get("name"), str):
@@ -81,7 +76,8 @@ def _package_name(manifest: Path) -> str | None:
     return None
 
 
-def _manifests_below(root: Path) -> list[Path]:
+def manifests_below(root: Path) -> list[Path]:
+    """Every ``Cargo.toml`` below ``root`` (``target/`` and hidden tool dirs skipped)."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         depth = len(Path(dirpath).relative_to(root).parts)
@@ -91,15 +87,19 @@ def _manifests_below(root: Path) -> list[Path]:
     return found
 
 
-def _member_names(root: Path) -> list[str]:
-    names = []
-    for path in _manifests_below(root):
+def _packages_below(root: Path, skip_unreadable: bool = False) -> dict[str, Path]:
+    """Package name -> manifest, for every package below ``root`` (the first of a name wins).
+    An unreadable manifest raises CrateError unless ``skip_unreadable``."""
+    names: dict[str, Path] = {}
+    for path in manifests_below(root):
         try:
             found = _package_name(path)
         except CrateError:
-            continue
+            if skip_unreadable:
+                continue
+            raise
         if found is not None:
-            names.append(found)
+            names.setdefault(found, path)
     return names
 
 
@@ -183,7 +183,8 @@ def find_crate(spec: str, base: Path, search_root: Path | None = None) -> Crate:
         manifest = candidate / "Cargo.toml"
         name = _package_name(manifest)
         if name is None:
-            members = ", ".join(sorted(_member_names(manifest.parent))) or "none found"
+            members = ", ".join(sorted(_packages_below(manifest.parent, skip_unreadable=True))
+                                ) or "none found"
             raise CrateError(
                 f"{manifest} has no [package] (it is a workspace manifest); name the eBPF "
                 f"crate's own directory or its package name (packages: {members})"
@@ -192,11 +193,7 @@ def find_crate(spec: str, base: Path, search_root: Path | None = None) -> Crate:
         raise CrateError(f"{candidate} has no Cargo.toml; give the eBPF crate's directory "
                          "or its package name")
     else:
-        names: dict[str, Path] = {}
-        for path in _manifests_below(root):
-            found = _package_name(path)
-            if found is not None:
-                names.setdefault(found, path)
+        names = _packages_below(root)
         if spec not in names:
             known = ", ".join(sorted(names)) or "none"
             close = difflib.get_close_matches(spec, list(names), n=1)
