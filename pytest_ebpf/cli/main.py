@@ -41,6 +41,22 @@ def _verify(args: argparse.Namespace) -> int:
     return code
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from pytest_ebpf.cli.compare import run_compare
+
+    code: int = run_compare(args.old, args.new, args.threshold, as_json=args.json)
+    return code
+
+
+def _threshold_spec(text: str) -> object:
+    from pytest_ebpf.analysis.baseline import parse_thresholds
+
+    try:
+        return parse_thresholds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _size(text: str) -> int:
     from pytest_ebpf.obj.file import parse_size
 
@@ -93,6 +109,16 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--loader", default="auto", choices=("auto", "bpftool", "native"))
     _max_size_option(ver)
     ver.set_defaults(func=_verify)
+    cmp = sub.add_parser("compare", help="compare two reports (--ebpf-save-baseline) and fail "
+                         "when a figure grew past its threshold, as veristat -C")
+    cmp.add_argument("old", help="the baseline report (JSON)")
+    cmp.add_argument("new", help="the report to check against it")
+    cmp.add_argument("--threshold", type=_threshold_spec, default=None, metavar="SPEC",
+                     help="allowed growth, e.g. instructions=10%%,stack=32,"
+                          "processed_insns[6.1]=5%% (default: instructions=10%%,stack=0,"
+                          "processed_insns=10%%)")
+    cmp.add_argument("--json", action="store_true", help="machine-readable output (one line)")
+    cmp.set_defaults(func=_compare)
     return p
 
 
