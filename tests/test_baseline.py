@@ -343,9 +343,10 @@ def test_not_json_is_raised_from_the_cause(tmp_path: Path) -> None:
 
 def test_unreadable_files(tmp_path: Path) -> None:
     missing = _load_error(tmp_path / "missing.json")
-    assert missing.reason == "cannot read the report: No such file or directory"
+    assert missing.reason == ("cannot read the report (No such file or directory); save one "
+                              "with `pytest --ebpf-save-baseline PATH`")
     assert isinstance(missing.__cause__, FileNotFoundError)
-    assert "not a regular file" in _load_error(tmp_path).reason
+    assert "not a regular file" in _load_error(tmp_path).reason  # a directory
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     assert "not a regular file" in _load_error(fifo).reason  # refused, without blocking
@@ -442,7 +443,8 @@ def test_console_script(reports: dict[str, Path], tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
     gone = _console(str(missing), str(reports["same"]))
     assert (gone.returncode, gone.stdout) == (2, "")
-    assert gone.stderr == f"error: {missing}: cannot read the report: No such file or directory\n"
+    assert gone.stderr == (f"error: {missing}: cannot read the report (No such file or "
+                           "directory); save one with `pytest --ebpf-save-baseline PATH`\n")
     usage = _console(str(reports["old"]), str(reports["same"]), "--threshold", "stack=1.5")
     assert usage.returncode == 2
     assert "bad value '1.5'" in usage.stderr

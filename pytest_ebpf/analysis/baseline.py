@@ -4,10 +4,8 @@ This is ``veristat -C`` for a pytest-ebpf project: a report saved on the main br
 (``--ebpf-save-baseline PATH``) is the baseline, and a change that makes a program bigger
 (instructions), deeper (combined stack, per kernel profile) or harder for the verifier
 (processed instructions, per kernel) fails once it grows past a threshold. Shrinking never
-fails, and a figure or program present on one side only is listed but never fails: there is
-nothing to compare it with.
-
-Everything here is pure data (no pytest), so the ``compare`` command and the plugin share it.
+fails; a figure on one side only is listed, never failed: there is nothing to compare it with.
+Pure data (no pytest), so the ``compare`` command and the plugin share it.
 """
 
 from __future__ import annotations
@@ -182,7 +180,8 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise BaselineError(f"cannot read the report: {exc.strerror or exc}", label) from exc
+        raise BaselineError(f"cannot read the report ({exc.strerror or exc}); {FIX}",
+                            label) from exc
     if len(data) > MAX_REPORT_SIZE:
         raise BaselineError(f"over {MAX_REPORT_SIZE} bytes, too big for a report; {FIX}", label)
     try:
