@@ -6,6 +6,7 @@ Needs root (or CAP_BPF + CAP_SYS_ADMIN) and bpftool; CI runs as root, where noth
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import re
 import struct
@@ -17,6 +18,7 @@ from kernel_wait import wait_unloaded
 
 from pytest_ebpf.kernel import bpf as k
 from pytest_ebpf.kernel.bpf import BPF_MAP_TYPE, possible_cpus, prog_test_run
+from pytest_ebpf.kernel.bpftool import hide_programs
 from pytest_ebpf.kernel.loader import (
     BPFFS,
     LoadedObject,
@@ -293,6 +295,78 @@ def test_null_check_rejection(reject_obj: EbpfObject, loader: str) -> None:
         assert res.processed_insns is not None and res.stack_depth == (8,)
         with pytest.raises(LookupError, match="not loaded: R0 invalid mem access"):
             loaded.prog_fd("no_null_check")
+
+
+@pytest.fixture(scope="module")
+def mixed_obj(compile_c) -> EbpfObject:  # type: ignore[no-untyped-def]
+    """``bad`` (rejected) first, then ``good`` in the same section and ``also_good``."""
+    return load_object(_c(compile_c, "verify_mixed"))
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_each_program_gets_its_own_verdict(mixed_obj: EbpfObject, loader: str) -> None:
+    assert [p.name for p in mixed_obj.programs] == ["bad", "good", "also_good"]
+    with load_all(mixed_obj, loader=loader) as loaded:
+        bad = loaded.results["bad"]
+        assert not bad.loaded and bad.cause == "verifier"
+        assert bad.error == "R0 invalid mem access 'map_value_or_null'" and bad.error in bad.log
+        for name in ("good", "also_good"):
+            res = loaded.results[name]
+            assert res.loaded and res.error is None and res.prog_id is not None, res.why
+            assert res.verified_insns and "processed" in res.log
+        assert loaded.maps["values"].lookup(0) is None
+        loaded.maps["values"].update(0, 7)
+        assert prog_test_run(loaded.prog_fd("good"), data_in=ipv4("10.0.0.1")).retval == 7
+        assert prog_test_run(loaded.prog_fd("also_good"), data_in=ipv4("10.0.0.1")).retval == 2
+        ids = loaded.prog_ids
+        assert len(ids) == 2
+    assert not wait_unloaded(ids)
+    with load_program(mixed_obj, "good", loader=loader) as loaded:
+        assert set(loaded.results) == {"good"} and loaded.results["good"].loaded
+
+
+def test_hide_programs_changes_only_their_symbol_types(mixed_obj: EbpfObject) -> None:
+    """pyelftools reads the copy: every section and symbol as before, but ``bad`` and
+    ``also_good`` are NOTYPE symbols (libbpf makes programs of FUNC symbols only)."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    assert mixed_obj.path is not None
+    original = Path(mixed_obj.path).read_bytes()
+    copy = hide_programs(mixed_obj, ["bad", "also_good"])
+    assert len(copy) == len(original)
+    assert sum(a != b for a, b in zip(original, copy)) == 2
+
+    Row = tuple[object, ...]
+
+    def read(data: bytes) -> tuple[list[Row], list[Row]]:
+        elf = ELFFile(io.BytesIO(data))
+        sections: list[Row] = [
+            (s.name, s["sh_type"], s["sh_offset"], s["sh_size"], s.data())
+            for s in elf.iter_sections()
+        ]
+        symtab = elf.get_section_by_name(".symtab")
+        assert isinstance(symtab, SymbolTableSection)
+        symbols: list[Row] = [
+            (sym.name, sym["st_info"]["type"], sym["st_info"]["bind"], sym["st_shndx"],
+             sym["st_value"], sym["st_size"], sym["st_other"]["visibility"])
+            for sym in symtab.iter_symbols()
+        ]  # fmt: skip
+        return sections, symbols
+
+    old_sections, old_symbols = read(original)
+    new_sections, new_symbols = read(copy)
+    symtab_at = next(i for i, s in enumerate(old_sections) if s[0] == ".symtab")
+    assert len(new_sections) == len(old_sections)
+    assert [s for i, s in enumerate(new_sections) if i != symtab_at] == [
+        s for i, s in enumerate(old_sections) if i != symtab_at
+    ]
+    assert len(new_symbols) == len(old_symbols)
+    for (name, kind, *rest), new in zip(old_symbols, new_symbols):
+        if name in ("bad", "good", "also_good"):
+            assert kind == "STT_FUNC"
+        hidden = name in ("bad", "also_good")
+        assert new == (name, "STT_NOTYPE" if hidden else kind, *rest)
 
 
 @pytest.mark.parametrize("loader", LOADERS)

@@ -7,7 +7,12 @@ programs and maps are opened (``BPF_OBJ_GET``) for their fds; ids and ``verified
 from ``BPF_OBJ_GET_INFO_BY_FD``. The pins are removed by :meth:`LoadedObject.close`.
 
 libbpf loads an object all-or-nothing: when one program is rejected, the programs loaded before
-it are unloaded again and the later ones are never tried. Their results say so.
+it are unloaded again and the later ones are never tried. So each program gets its own verdict,
+as veristat gives it: after a failed load, the programs libbpf names as failed keep that load's
+result (the kernel's answer for them, with its log), and bpftool runs again on a temporary copy
+of the object in which they are hidden (:func:`hide_programs`), until a load succeeds or fails
+without naming a new program. The last load holds every program the kernel accepts, sharing one
+set of maps as usual.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from pytest_ebpf.kernel.bpf import KernelError, map_info, obj_get, parse_verifier_log, prog_info
@@ -29,9 +36,9 @@ from pytest_ebpf.kernel.results import (
     MapHandle,
 )
 from pytest_ebpf.kernel.sys import permission_message
-from pytest_ebpf.obj.model import EbpfObject
+from pytest_ebpf.obj.model import EbpfObject, Program
 
-__all__ = ["BpftoolOutput", "load_bpftool", "parse_bpftool_output"]
+__all__ = ["BpftoolOutput", "hide_programs", "load_bpftool", "parse_bpftool_output"]
 
 _BEGIN = re.compile(r"^libbpf: prog '(?P<name>[^']+)': -- BEGIN PROG LOAD LOG --\s*$")
 _END = "-- END PROG LOAD LOG --"
@@ -113,6 +120,127 @@ def _data_section_for(obj: EbpfObject, kernel_name: str) -> str | None:
     return best
 
 
+# --- hiding programs from libbpf: a copy of the object -------------------------------------------
+
+# Byte layout (ELF64, either byte order; the gABI's Elf64_Ehdr, Elf64_Shdr and Elf64_Sym).
+_E_SHOFF = 40  # Elf64_Ehdr.e_shoff: u64
+_E_SHENTSIZE = 58  # Elf64_Ehdr.e_shentsize: u16
+_SH_OFFSET = 24  # Elf64_Shdr.sh_offset: u64
+_SYM_SIZE = 24  # sizeof(Elf64_Sym): st_name u32, st_info u8, st_other u8, st_shndx u16, ...
+_ST_INFO = 4  # Elf64_Sym.st_info: bind << 4 | type
+_STT_NOTYPE, _STT_FUNC = 0, 2
+
+
+def hide_programs(obj: EbpfObject, names: Collection[str]) -> bytes:
+    """The bytes of *obj*'s file with the programs *names* hidden from libbpf: the ``st_info``
+    of each one's ``FUNC`` symbol says ``NOTYPE`` instead; not one other byte changes.
+
+    libbpf makes a program of every ``FUNC`` symbol in an executable section and nothing else;
+    code, relocations and ``.BTF.ext`` records of a range without one are skipped, as for a weak
+    function that another object overrode ("probably overridden weak function, skipping"). So
+    the copy loads exactly the other programs, with the same maps.
+
+    Why not libbpf's own ``SEC("?name")`` (a section whose name starts with ``?`` is not
+    autoloaded), by a rewritten section header string table: it works on whole sections, and a
+    section often holds several programs (every ``SEC("xdp")`` of a C file); and ``bpftool prog
+    loadall`` pins every program of the object, so with libbpf 1.1 a program that was not
+    loaded fails the whole load ("can't pin program that wasn't loaded"). A hidden program is
+    not a program for libbpf, so nothing tries to pin it.
+
+    :class:`LoaderError` when the file no longer matches *obj* (changed since it was read)."""
+    if obj.path is None or obj.image is None:
+        raise LoaderError("cannot hide programs: the object model has no file or ELF image")
+    label = os.fspath(obj.path)
+    data = bytearray(Path(obj.path).read_bytes())
+    order = obj.image.byteorder
+
+    def number(at: int, size: int) -> int:
+        if at < 0 or at + size > len(data):
+            raise LoaderError(f"{label}: changed on disk since it was read (truncated); "
+                              "fix: run again")  # fmt: skip
+        return int.from_bytes(data[at : at + size], order)
+
+    symtab = next((sec for sec in obj.image.sections if sec.type == "symtab"), None)
+    if data[:4] != b"\x7fELF" or data[4] != 2 or symtab is None:
+        raise LoaderError(f"{label}: changed on disk since it was read (no ELF64 symbol table); "
+                          "fix: run again")  # fmt: skip
+    header = number(_E_SHOFF, 8) + symtab.index * number(_E_SHENTSIZE, 2)
+    symbols_at = number(header + _SH_OFFSET, 8)
+    sections = {sec.index: sec.name for sec in obj.image.sections}
+    for name in names:
+        prog = obj.program(name)
+        sym = next(
+            (s for s in obj.image.symbols
+             if s.type == "func" and s.name == prog.name and s.section_index is not None
+             and sections.get(s.section_index) == prog.section),
+            None,
+        )  # fmt: skip
+        at = symbols_at + sym.index * _SYM_SIZE + _ST_INFO if sym is not None else -1
+        if sym is None or number(at, 1) & 0xF != _STT_FUNC:
+            raise LoaderError(f"{label}: no FUNC symbol for program {name!r} in the file (changed "
+                              "on disk since it was read?); fix: run again")  # fmt: skip
+        data[at] = (data[at] & 0xF0) | _STT_NOTYPE
+    return bytes(data)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def _run_bpftool(
+    tool: str, obj: EbpfObject, hidden: Collection[str], root: Path, maps_dir: Path
+) -> tuple[int, BpftoolOutput]:
+    """One ``bpftool -d prog loadall``: of the object itself, or of a copy with *hidden*
+    programs hidden, in a private temporary directory under the same file name (libbpf names
+    global-data maps after it)."""
+    assert obj.path is not None
+    with tempfile.TemporaryDirectory(prefix="pytest-ebpf-bpftool-") as tmp:
+        path = Path(obj.path)
+        if hidden:
+            copy = Path(tmp) / path.name
+            copy.write_bytes(hide_programs(obj, hidden))
+            path = copy
+        cmd = [tool, "-d", "prog", "loadall", str(path), str(root), "pinmaps", str(maps_dir)]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, timeout=_TIMEOUT, errors="replace"
+        )
+    return proc.returncode, BpftoolOutput(proc.stdout + proc.stderr)
+
+
+def _not_loaded(prog: Program, out: BpftoolOutput, returncode: int) -> LoadResult:
+    """The result of a program that *out*'s load did not leave loaded."""
+    log = out.logs.get(prog.name, "")
+    cause: Cause = "loader"
+    if prog.name in out.failed and abs(out.failed[prog.name]) == errno.EPERM:
+        summary = parse_verifier_log("", failed=False)
+        error, cause = permission_message(prog.kind.prog_type), "permission"
+    elif prog.name in out.failed:
+        summary = parse_verifier_log(log, failed=True)
+        error = summary.error_line or f"libbpf: failed to load ({out.failed[prog.name]})"
+        cause = "verifier"
+    elif log:
+        summary = parse_verifier_log(log, failed=False)
+        culprit = ", ".join(out.failed) or out.decisive_line()
+        error = (f"accepted by the verifier, but unloaded again: libbpf loads objects "
+                 f"all-or-nothing and this load failed ({culprit})")  # fmt: skip
+    else:
+        summary = parse_verifier_log("", failed=False)
+        if out.failed:
+            error = (f"not loaded: libbpf stopped when {', '.join(out.failed)} was "
+                     "rejected")  # fmt: skip
+        elif returncode == 0:
+            error = "bpftool loaded the object but did not pin this program"
+        else:
+            error = out.decisive_line()
+            if out.open_failed:
+                cause = "open"
+        log = out.text
+    return LoadResult(
+        program=prog.name, section=prog.section, loaded=False, error=error, log=log,
+        processed_insns=summary.processed_insns, stack_depth=summary.stack_depth,
+        verified_insns=None, prog_id=None, loader="bpftool", cause=cause,
+    )  # fmt: skip
+
+
 def load_bpftool(loaded: LoadedObject, only: str | None, pin_dir: Path | None) -> None:
     obj = loaded.object
     tool = bpftool_path()
@@ -132,18 +260,32 @@ def load_bpftool(loaded: LoadedObject, only: str | None, pin_dir: Path | None) -
     if not root.exists():
         loaded._made_dir(root)  # bpftool creates it; we remove it on close
     maps_dir = root / "maps"
-    cmd = [tool, "-d", "prog", "loadall", str(obj.path), str(root), "pinmaps", str(maps_dir)]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, check=False, timeout=_TIMEOUT, errors="replace"
-    )
-    out = BpftoolOutput(proc.stdout + proc.stderr)
+    # Load, leave out what failed, load again: one verdict per program (see the module doc).
+    left_out: dict[str, LoadResult] = {}
+    while True:
+        returncode, out = _run_bpftool(tool, obj, left_out, root, maps_dir)
+        if returncode == 0:
+            break
+        failed = [p for p in obj.programs if p.name in out.failed and p.name not in left_out]
+        for prog in failed:
+            left_out[prog.name] = _not_loaded(prog, out, returncode)
+        if not failed or len(left_out) == len(obj.programs) or obj.image is None:
+            break
+    hidden_note = (
+        (f"loaded from a copy of the object without {', '.join(left_out)} (not loadable): "
+         "libbpf loads an object all-or-nothing",)
+        if left_out else ()
+    )  # fmt: skip
     programs = [p for p in obj.programs if only is None or p.name == only]
     kept_map_ids: set[int] | None = None if only is None else set()
 
     for prog in programs:
+        if prog.name in left_out:
+            loaded._add_program(left_out[prog.name], None)
+            continue
         log = out.logs.get(prog.name, "")
         pin = root / prog.name
-        if proc.returncode == 0 and pin.exists():
+        if returncode == 0 and pin.exists():
             loaded._pinned(pin)
             fd = obj_get(pin)
             info = prog_info(fd)
@@ -154,42 +296,13 @@ def load_bpftool(loaded: LoadedObject, only: str | None, pin_dir: Path | None) -
                 program=prog.name, section=prog.section, loaded=True, error=None, log=log,
                 processed_insns=summary.processed_insns, stack_depth=summary.stack_depth,
                 verified_insns=info.verified_insns, prog_id=info.id, loader="bpftool",
+                notes=hidden_note,
             )  # fmt: skip
             loaded._add_program(result, fd)
             continue
-        cause: Cause = "loader"
-        if prog.name in out.failed and abs(out.failed[prog.name]) == errno.EPERM:
-            summary = parse_verifier_log("", failed=False)
-            error, cause = permission_message(prog.kind.prog_type), "permission"
-        elif prog.name in out.failed:
-            summary = parse_verifier_log(log, failed=True)
-            error = summary.error_line or f"libbpf: failed to load ({out.failed[prog.name]})"
-            cause = "verifier"
-        elif log:
-            summary = parse_verifier_log(log, failed=False)
-            culprit = ", ".join(out.failed) or "another program"
-            error = (f"accepted by the verifier, but unloaded again: libbpf loads objects "
-                     f"all-or-nothing and {culprit} was rejected")  # fmt: skip
-        else:
-            summary = parse_verifier_log("", failed=False)
-            if out.failed:
-                error = (f"not loaded: libbpf stopped when {', '.join(out.failed)} was "
-                         "rejected")  # fmt: skip
-            elif proc.returncode == 0:
-                error = "bpftool loaded the object but did not pin this program"
-            else:
-                error = out.decisive_line()
-                if out.open_failed:
-                    cause = "open"
-            log = out.text
-        result = LoadResult(
-            program=prog.name, section=prog.section, loaded=False, error=error, log=log,
-            processed_insns=summary.processed_insns, stack_depth=summary.stack_depth,
-            verified_insns=None, prog_id=None, loader="bpftool", cause=cause,
-        )  # fmt: skip
-        loaded._add_program(result, None)
+        loaded._add_program(_not_loaded(prog, out, returncode), None)
 
-    if proc.returncode != 0 or not maps_dir.is_dir():
+    if returncode != 0 or not maps_dir.is_dir():
         return
     # Unwanted programs (load_program): drop their pins now.
     for path in root.iterdir():

@@ -10,8 +10,11 @@ Two loaders return the same :class:`LoadedObject`:
 
 :func:`choose_loader` picks one (``auto``); :func:`load_all` / :func:`load_program` load. Every
 program gets a :class:`LoadResult` (loaded or rejected, with the verifier's log and figures);
-rejections are results, not exceptions. :meth:`LoadedObject.close` (or leaving the ``with``)
-unloads everything: closes every program and map fd and removes every pin it made.
+rejections are results, not exceptions. Each verdict is the kernel's answer for that program: a
+program the kernel accepts is loaded even when another program of the object is rejected (both
+loaders; bpftool by loading again without the rejected ones). :meth:`LoadedObject.close` (or
+leaving the ``with``) unloads everything: closes every program and map fd and removes every pin
+it made.
 """
 
 from __future__ import annotations
@@ -154,7 +157,8 @@ def load_program(
     log_level: int = DEFAULT_LOG_LEVEL,
 ) -> LoadedObject:
     """Load one program (and only the maps it uses). With bpftool, libbpf loads the whole
-    object; the other programs are unloaded again before this returns."""
+    object (without the programs the kernel rejects); the other programs are unloaded again
+    before this returns."""
     try:
         prog = obj.program(program_name)
     except LookupError as exc:

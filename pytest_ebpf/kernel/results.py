@@ -86,10 +86,12 @@ class LoadResult:
     """What happened to one program.
 
     ``error`` is the verifier's decisive line (or the loader's reason) when ``loaded`` is False;
-    ``log`` the full verifier log (for bpftool: the libbpf debug output of that program, or of
-    the whole object when libbpf failed before loading it). ``stack_depth`` has one entry per
-    function as the verifier printed it ("stack depth 8+0+16"); ``processed_insns`` is the
-    "processed N insns" figure; ``verified_insns`` comes from ``BPF_OBJ_GET_INFO_BY_FD``.
+    ``log`` the full verifier log of this program, the kernel's answer to its own load, loaded
+    or not (for bpftool: the libbpf debug output of that program, or of the whole object when
+    libbpf failed before loading it); ``pytest-ebpf verify OBJECT --log`` prints it.
+    ``stack_depth`` has one entry per function as the verifier printed it ("stack depth
+    8+0+16"); ``processed_insns`` is the "processed N insns" figure; ``verified_insns`` comes
+    from ``BPF_OBJ_GET_INFO_BY_FD``.
     """
 
     program: str
