@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from kernel_wait import wait_unloaded
 
 from pytest_ebpf.cli.verify import run_verify
 from pytest_ebpf.kernel import bpf as k
-from pytest_ebpf.kernel.loader import stale_pin_dirs
+from pytest_ebpf.kernel.loader import BPFFS, bpftool_path, stale_pin_dirs
 
 C_DIR = Path(__file__).parent / "c"
 REPO = Path(__file__).resolve().parent.parent
@@ -168,3 +169,152 @@ def test_unprivileged_exits_2(example_obj: Path) -> None:
     assert lines[0].startswith("error: cannot load eBPF programs here: ")
     assert lines[0].endswith("; fix: run as root or grant CAP_BPF")
     assert "EPERM" in lines[0]
+
+
+# --- per-program verdicts: one rejected program does not hide the accepted ones ----------------
+
+MIXED = ("bad", "good", "also_good")  # tests/c/verify_mixed.c, in object order; -DONLY=N keeps one
+BAD_ERROR = "R0 invalid mem access 'map_value_or_null'"
+LOADERS = ["native", pytest.param("bpftool", marks=pytest.mark.skipif(
+    bpftool_path() is None, reason="bpftool is not installed"))]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mixed_obj(compile_c, public_dir: Path) -> Path:  # type: ignore[no-untyped-def]
+    src: Path = compile_c((C_DIR / "verify_mixed.c").read_text(), "verify_mixed")
+    dest = public_dir / "verify_mixed.o"
+    shutil.copyfile(src, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def alone(compile_c) -> dict[str, tuple[bool, str]]:  # type: ignore[no-untyped-def]
+    """The truth: each program of verify_mixed.c compiled alone and loaded by ``bpftool -d prog
+    load``, independently of pytest-ebpf. Name -> (accepted, bpftool's output)."""
+    tool = bpftool_path()
+    if tool is None:
+        pytest.skip("bpftool is not installed: the kernel's verdicts are taken with it")
+    source = (C_DIR / "verify_mixed.c").read_text()
+    pin_dir = BPFFS / f"verify-truth-{os.getpid()}"
+    pin_dir.mkdir()
+    truth: dict[str, tuple[bool, str]] = {}
+    try:
+        for n, name in enumerate(MIXED, 1):
+            obj: Path = compile_c(source, f"verify_only_{name}", f"-DONLY={n}")
+            pin = pin_dir / name
+            proc = subprocess.run([tool, "-d", "prog", "load", str(obj), str(pin)],
+                                  capture_output=True, text=True, check=False, timeout=120)
+            truth[name] = (proc.returncode == 0, proc.stdout + proc.stderr)
+            pin.unlink(missing_ok=True)
+    finally:
+        pin_dir.rmdir()
+    return truth
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``pytest-ebpf ARGS`` in a subprocess (argparse included)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_ebpf.cli.main", *args],
+        capture_output=True, text=True, check=False, cwd=REPO, timeout=300,
+    )  # fmt: skip
+
+
+def _processed(log: str) -> int:
+    found = re.findall(r"^processed (\d+) insns", log, re.MULTILINE)
+    assert found, log
+    return int(found[-1])
+
+
+def test_kernel_truth(alone: dict[str, tuple[bool, str]]) -> None:
+    assert {name: ok for name, (ok, _) in alone.items()} == {
+        "bad": False, "good": True, "also_good": True}  # fmt: skip
+    assert BAD_ERROR in alone["bad"][1]
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_each_program_has_its_own_verdict(
+    mixed_obj: Path, alone: dict[str, tuple[bool, str]], loader: str
+) -> None:
+    before = set(k.prog_ids())
+    proc = cli("verify", str(mixed_obj), "--loader", loader, "--json")
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["loader"] == loader
+    progs = {p["name"]: p for p in doc["programs"]}
+    assert [p["name"] for p in doc["programs"]] == list(MIXED)
+    assert {name: p["loaded"] for name, p in progs.items()} == {
+        name: ok for name, (ok, _) in alone.items()}  # fmt: skip
+    assert progs["bad"]["error"] == BAD_ERROR and progs["bad"]["cause"] == "verifier"
+    for name in ("good", "also_good"):
+        assert progs[name]["error"] is None and progs[name]["cause"] is None
+        assert progs[name]["verified_insns"] == _processed(alone[name][1])
+    assert progs["bad"]["processed_insns"] == _processed(alone["bad"][1])
+    assert "log" not in progs["bad"]
+
+    proc = cli("verify", str(mixed_obj), "--loader", loader)
+    assert proc.returncode == 1, proc.stderr
+    rows = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()[2:5]}
+    assert rows == {"bad": "REJECTED", "good": "loaded", "also_good": "loaded"}, proc.stdout
+    assert BAD_ERROR in proc.stdout and "unloaded again" not in proc.stdout
+    assert proc.stdout.endswith("\n1 of 3 programs rejected\n")
+    assert proc.stderr == ""
+    assert not wait_unloaded(set(k.prog_ids()) - before)
+    assert not stale_pin_dirs()
+
+
+def _same_load(log: str) -> str:
+    """*log* without what differs between two loads: timings and kernel addresses of maps."""
+    log = re.sub(r"^verification time \d+ usec$", "", log, flags=re.M)
+    return re.sub(r"0xffff[0-9a-f]{12}", "ADDR", log)
+
+
+def _logs(text: str) -> dict[str, tuple[str, str]]:
+    """``--log`` output: program -> (header verdict, log text)."""
+    parts = re.split(r"^--- verifier log of (\S+) \((\S+)\): (.+) ---$", text, flags=re.M)
+    return {parts[i]: (parts[i + 2], parts[i + 3].strip("\n"))
+            for i in range(1, len(parts), 4)}  # fmt: skip
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_log_prints_the_kernels_log(
+    mixed_obj: Path, alone: dict[str, tuple[bool, str]], loader: str
+) -> None:
+    proc = cli("verify", str(mixed_obj), "--loader", loader, "--log")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.startswith(f"{mixed_obj}: 3 programs, loader {loader}")
+    logs = _logs(proc.stdout)
+    assert list(logs) == list(MIXED)
+    verdict, bad_log = logs["bad"]
+    assert verdict == "REJECTED"
+    assert BAD_ERROR in bad_log.splitlines()  # the kernel's own line, as bpftool alone shows it
+    assert re.search(r"^; return \(int\)\*v; @ verify_mixed\S*\.c:\d+$", bad_log, re.M)  # BTF
+    assert _processed(bad_log) == _processed(alone["bad"][1])
+    for name in ("good", "also_good"):
+        assert logs[name][0] == "loaded"
+        assert _processed(logs[name][1]) == _processed(alone[name][1])
+
+    one = cli("verify", str(mixed_obj), "--loader", loader, "--log", "good")
+    assert one.returncode == 1, one.stderr
+    assert list(_logs(one.stdout)) == ["good"]
+    assert _same_load(_logs(one.stdout)["good"][1]) == _same_load(logs["good"][1])
+
+    js = cli("verify", str(mixed_obj), "--loader", loader, "--json", "--log", "bad")
+    assert js.returncode == 1, js.stderr
+    progs = {p["name"]: p for p in json.loads(js.stdout)["programs"]}
+    assert BAD_ERROR in progs["bad"]["log"].splitlines()
+    assert "log" not in progs["good"] and "log" not in progs["also_good"]
+
+
+def test_log_of_an_unknown_program_is_one_error(mixed_obj: Path) -> None:
+    before = set(k.prog_ids())
+    proc = cli("verify", str(mixed_obj), "--log", "NOPE")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        f"error: {mixed_obj}: no program 'NOPE' to print the log of; programs: bad, good, "
+        "also_good; fix: --log NAME with one of them, or --log alone for every program\n"
+    )
+    assert set(k.prog_ids()) == before  # refused before anything was loaded
+    near = cli("verify", str(mixed_obj), "--log", "goood")
+    assert near.returncode == 2 and "did you mean 'good'?" in near.stderr
+

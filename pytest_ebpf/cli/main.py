@@ -37,7 +37,7 @@ def _verify(args: argparse.Namespace) -> int:
         os.environ[MAX_OBJECT_SIZE_ENV] = str(args.max_object_size)
 
     code: int = run_verify(args.object, as_json=args.json or args.pretty, loader=args.loader,
-                           pretty=args.pretty)
+                           pretty=args.pretty, log=args.log)
     return code
 
 
@@ -107,6 +107,9 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="machine-readable output (one line)")
     ver.add_argument("--pretty", action="store_true", help="JSON output, indented")
     ver.add_argument("--loader", default="auto", choices=("auto", "bpftool", "native"))
+    ver.add_argument("--log", nargs="?", const=True, default=False, metavar="PROGRAM",
+                     help="also print the verifier log of every program, or of PROGRAM "
+                          "(put --log after the object)")
     _max_size_option(ver)
     ver.set_defaults(func=_verify)
     cmp = sub.add_parser("compare", help="compare two reports (--ebpf-save-baseline) and fail "

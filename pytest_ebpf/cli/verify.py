@@ -1,7 +1,13 @@
 """``pytest-ebpf verify OBJECT``: load every program into the running kernel and report.
 
+Each program gets its own verdict, the kernel's answer for it: a program the kernel accepts is
+shown as loaded even when another program of the object is rejected (see
+:mod:`pytest_ebpf.kernel.bpftool`). ``--log`` also prints the verifier log of every program, or
+of the one named.
+
 Exit status: 0 when every program loaded, 1 when the verifier rejected some, 2 when the object
-cannot be read or nothing can be loaded on this machine (not root, no CAP_BPF...), 128+N when
+cannot be read, a program named for ``--log`` does not exist, or nothing can be loaded on this
+machine (not root, no CAP_BPF...), 128+N when
 stopped by signal N (SIGTERM, SIGHUP: it cleans up first, like Ctrl-C). Nothing stays loaded or
 pinned afterwards; pin directories left by killed runs (``kill -9``) are removed at the start,
 and foreign entries in bpffs are reported on stderr, never followed.
@@ -15,7 +21,7 @@ import sys
 from typing import Any, TextIO
 
 from pytest_ebpf.errors import EbpfError, ObjectError
-from pytest_ebpf.kernel.loader import LoadResult, load_all
+from pytest_ebpf.kernel.loader import LoadResult, load_all, nearest
 from pytest_ebpf.kernel.pins import Terminated, install_signal_cleanup, remove_stale_pin_dirs
 
 __all__ = ["run_verify"]
@@ -40,6 +46,20 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
         out.write("  ".join(cells).rstrip() + "\n")
 
 
+def _verdict(result: LoadResult) -> str:
+    if result.loaded:
+        return "loaded"
+    return "REJECTED" if (result.cause or "verifier") == "verifier" else "NOT LOADED"
+
+
+def _write_logs(results: list[LoadResult], out: TextIO) -> None:
+    """Each program's verifier log after a header line naming it and its verdict."""
+    for r in results:
+        out.write(f"\n--- verifier log of {r.program} ({r.section}): {_verdict(r)} ---\n")
+        out.write(r.log if r.log.endswith("\n") else f"{r.log}\n" if r.log else
+                  f"(no verifier log: {r.why})\n")  # fmt: skip
+
+
 def run_verify(
     path: str | os.PathLike[str],
     as_json: bool = False,
@@ -47,10 +67,12 @@ def run_verify(
     out: TextIO | None = None,
     err: TextIO | None = None,
     pretty: bool = False,
+    log: bool | str = False,
 ) -> int:
     """Load every program of the object at *path*, print the verdicts, unload; exit status.
 
-    JSON is one line; *pretty* indents it."""
+    JSON is one line; *pretty* indents it. *log*: True adds every program's verifier log (after
+    the table; in JSON, a ``log`` field), a program name only that program's."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     from pytest_ebpf.kernel.bpf import bpf_available
@@ -62,6 +84,12 @@ def run_verify(
     except ObjectError as exc:
         reason = exc.reason if exc.path else str(exc)
         err.write(f"error: {label}: {reason}\n")
+        return 2
+    if isinstance(log, str) and log not in obj.program_names:
+        names = ", ".join(obj.program_names) or "none"
+        err.write(f"error: {label}: no program {log!r} to print the log of; programs: {names}"
+                  f"{nearest(log, obj.program_names)}; fix: --log NAME with one of them, or "
+                  "--log alone for every program\n")  # fmt: skip
         return 2
     ok, why = bpf_available()
     if not ok:
@@ -84,6 +112,7 @@ def run_verify(
         err.write(f"error: {label}: {exc}\n")
         return 2
 
+    shown = [r for r in results if log is True or r.program == log]
     if as_json:
         doc: dict[str, Any] = {
             "path": label,
@@ -98,6 +127,7 @@ def run_verify(
                     "stack_depth": list(r.stack_depth),
                     "processed_insns": r.processed_insns,
                     "verified_insns": r.verified_insns,
+                    **({"log": r.log} if r in shown else {}),
                 }
                 for r in results
             ],
@@ -110,7 +140,7 @@ def run_verify(
             by_verifier = (r.cause or "verifier") == "verifier"
             rows.append([
                 r.program,
-                "loaded" if r.loaded else "REJECTED" if by_verifier else "NOT LOADED",
+                _verdict(r),
                 _num(r.processed_insns),
                 _depth(r),
                 _num(r.verified_insns),
@@ -125,4 +155,5 @@ def run_verify(
             out.write(f"{len(failed)} of {len(results)} programs {verb}\n")
         else:
             out.write(f"all {len(results)} programs loaded\n")
+        _write_logs(shown, out)
     return 0 if all(r.loaded for r in results) else 1
