@@ -33,6 +33,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pytest_ebpf.analysis.profiles import host_profile  # noqa: E402
 from pytest_ebpf.cli.inspect import inspect_data, run_inspect  # noqa: E402
 from pytest_ebpf.obj.load import gc_paused, load_object  # noqa: E402
 
@@ -150,7 +151,7 @@ def main() -> int:
 
         def load_analyse(p: str = path) -> None:
             with gc_paused():
-                inspect_data(load_object(p))
+                inspect_data(load_object(p), (host_profile(),))
 
         t = interleaved(
             {"command": command, "objdump": objdump, "inproc": inproc, "load": load_only,

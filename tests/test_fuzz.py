@@ -40,6 +40,7 @@ from pytest_ebpf.analysis.assertions import (
     assert_sections,
     assert_stack_usage,
 )
+from pytest_ebpf.analysis.profiles import KernelProfile, host_profile, named_profile
 from pytest_ebpf.analysis.report import EbpfAssertionError
 from pytest_ebpf.cli.inspect import inspect_data, render_table, run_inspect
 from pytest_ebpf.errors import ObjectError
@@ -75,6 +76,10 @@ FUZZED = ("c-el-btf", "c-eb-btf", "c-el-nobtf", "c-eb-nobtf", "c-el-globals", "a
           "aya-bpfeb")
 
 Bases = dict[str, Callable[[], bytes]]
+
+OLD_AND_NEW = (named_profile("5.10"), named_profile("6.18"))
+"""Every rule that depends on the kernel takes both branches."""
+HOST = host_profile()
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +139,8 @@ def exercise(data: bytes, label: str = "fuzz.o") -> ObjectError | EbpfObject:
         obj = load_object_bytes(data, label)
     except ObjectError as exc:
         return _one_line(exc)
-    doc = inspect_data(obj, 32)
-    inspect_data(obj, 16)
+    doc = inspect_data(obj, OLD_AND_NEW)
+    inspect_data(obj, (HOST,))
     json.dumps(doc)
     render_table(doc, io.StringIO())
     for fn in obj.functions:
@@ -205,7 +210,7 @@ def test_fuzz_reports_a_bug_with_its_replay(
 ) -> None:
     """The harness itself can fail: a KeyError planted in inspect is reported with the seed."""
 
-    def broken(obj: EbpfObject, stack_frame: int = 32) -> dict[str, Any]:
+    def broken(obj: EbpfObject, kernels: tuple[KernelProfile, ...]) -> dict[str, Any]:
         raise KeyError("planted")
 
     monkeypatch.setattr(__import__(__name__), "inspect_data", broken, raising=True)

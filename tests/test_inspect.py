@@ -54,7 +54,7 @@ def lock_obj(example_object: Callable[[str], Path]) -> Path:
 
 
 def test_json_on_rust_example(lock_obj: Path) -> None:
-    proc = _inspect(str(lock_obj), "--json")
+    proc = _inspect(str(lock_obj), "--json", "--kernel", "6.1")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     data = json.loads(proc.stdout)
@@ -77,8 +77,11 @@ def test_json_on_rust_example(lock_obj: Path) -> None:
     counts = _objdump_counts(lock_obj)
     assert lock["instructions"] == counts["lock"] + counts["is_blocked"]
     assert progs["lock_exec"]["instructions"] == counts["lock_exec"]
-    p16 = json.loads(_inspect(str(lock_obj), "--json", "--stack-frame", "16").stdout)
+    p16 = json.loads(_inspect(str(lock_obj), "--json", "--kernel", "6.1", "--stack-frame",
+                              "16").stdout)
     assert p16["programs"][0]["stack"]["total"] == 16
+    assert [k["name"] for k in data["kernels"]] == ["6.1"]
+    assert data["kernels"][0]["frame_round"] == 32
 
 
 @pytest.mark.parametrize("target", ["bpfel", "bpfeb"])

@@ -184,7 +184,7 @@ def test_single_frame_over_512(big_obj: tuple[Path, EbpfObject]) -> None:
     use = function_stack(prog.entry)
     assert use.depth == 600
     problems = stack_problems(obj, prog)
-    assert [p.kind for p in problems] == ["frame_too_large"]
+    assert [p.check for p in problems] == ["stack_frame_too_large"]
     p = problems[0]
     assert p.function == "big_frame" and p.total == 600 and p.insn is not None
     assert "600 bytes" in p.message and "512" in p.message
@@ -229,7 +229,7 @@ def test_combined_chain_over_512(stack_obj: tuple[Path, EbpfObject]) -> None:
     ps16 = program_stack(obj, prog, frame_round=16)
     assert ps16.total == 3 * 208
     problems = stack_problems(obj, prog)
-    assert [p.kind for p in problems] == ["combined_too_large"]
+    assert [p.check for p in problems] == ["stack_combined_too_large"]
     assert problems[0].total == 672
     assert "combined stack size of 3 calls is 672. Too large" in problems[0].message
     assert problems[0].chain == ps.chain
@@ -256,7 +256,7 @@ def test_chain_of_nine_frames(stack_obj: tuple[Path, EbpfObject]) -> None:
     assert all(ps.frames[n] == 8 for n in ps.longest_chain)
     assert ps.total == 9 * 32
     problems = stack_problems(obj, prog)
-    assert [p.kind for p in problems] == ["too_many_frames"]
+    assert [p.check for p in problems] == ["stack_too_many_frames"]
     assert problems[0].function == "d8"
     with loaded(path, obj, prog) as out:
         assert not out.ok
@@ -272,7 +272,7 @@ def test_tail_call_below_big_frame(stack_obj: tuple[Path, EbpfObject]) -> None:
     assert ps.tail_call_chain == ("tail_main", "tail_sub")
     assert program_stack(obj, prog, frame_round=16).tail_call_depth == 304
     problems = stack_problems(obj, prog)
-    assert [p.kind for p in problems] == ["tail_call_stack"]
+    assert [p.check for p in problems] == ["stack_tail_call_stack"]
     p = problems[0]
     assert p.function == "tail_sub" and p.insn is not None and p.insn.imm == 12
     with loaded(path, obj, prog, btf=True) as out:
@@ -290,7 +290,7 @@ def test_recursion(stack_obj: tuple[Path, EbpfObject]) -> None:
     assert ps.chain == ("recurse", "ping", "pong")
     assert ps.frames == {"recurse": 8, "ping": 16, "pong": 16}
     problems = stack_problems(obj, prog)
-    assert [p.kind for p in problems] == ["recursion"]
+    assert [p.check for p in problems] == ["stack_recursion"]
     assert problems[0].function == "pong" and problems[0].insn is not None
     assert problems[0].insn.is_pseudo_call
     with loaded(path, obj, prog) as out:

@@ -8,13 +8,23 @@ and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterable, Sequence
 from typing import Union
 
 from pytest_ebpf.analysis import checks
+from pytest_ebpf.analysis import rules as registry
+from pytest_ebpf.analysis.budgets import Budget
+from pytest_ebpf.analysis.findings import Finding
+from pytest_ebpf.analysis.profiles import (
+    KernelProfile,
+    ProfileError,
+    default_kernels,
+    parse_kernels,
+)
 from pytest_ebpf.analysis.report import Case, fail
-from pytest_ebpf.analysis.stack import program_stack, stack_problems
+from pytest_ebpf.analysis.stack import profile_stack, stack_problems
 from pytest_ebpf.obj.helpers import HELPERS, helper_id, helper_name
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
 
@@ -52,36 +62,82 @@ def _function(prog: Program, name: str) -> Function | None:
     return next((f for f in prog.functions if f.name == name), None)
 
 
+KernelSpec = Union[KernelProfile, str, None]
+
+
+def kernel_profile(kernel: KernelSpec) -> KernelProfile:
+    """A profile from a profile, a name (``6.1``, ``host``) or None (the running kernel, or
+    the oldest named profile where it cannot be detected)."""
+    if isinstance(kernel, KernelProfile):
+        return kernel
+    if kernel is None:
+        return default_kernels()[0][0]
+    try:
+        return parse_kernels(kernel)[0]
+    except ProfileError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def assert_stack_usage(target: Target, limit: int = 512, programs: Names = None,
-                       frame_round: int = 32) -> None:
-    """Every program's deepest call chain fits ``limit`` bytes the way the verifier adds it up
-    (frames rounded to ``frame_round``; at most 8 frames; at most 256 bytes below a tail call)."""
+                       frame_round: int | None = None, kernel: KernelSpec = None) -> None:
+    """Every program's deepest call chain fits ``limit`` bytes the way *kernel*'s verifier adds
+    it up (its frame rounding and private stacks; ``frame_round`` overrides the rounding; at
+    most 8 frames; less than 256 bytes above a tail call). *kernel*: a profile, a name such as
+    ``"6.1"`` or ``"host"``, or None for the running kernel."""
     __tracebackhide__ = True
+    profile = kernel_profile(kernel)
+    if frame_round is not None:
+        profile = dataclasses.replace(profile, frame_round_override=frame_round)
     obj, progs = _select(target, programs)
     cases = []
     for prog in progs:
-        stack = program_stack(obj or _bare(prog), prog, frame_round)
+        whole = obj or _bare(prog)
+        stack = profile_stack(whole, prog, profile)
         # the caller's limit replaces the kernel's 512 bytes; frame count, tail-call and
         # recursion rules always apply
-        problems = [p for p in stack_problems(obj or _bare(prog), prog, frame_round)
-                    if p.kind not in ("combined_too_large", "frame_too_large")]
+        problems = [p for p in stack_problems(whole, prog, stack=stack, profile=profile)
+                    if p.check not in ("stack_combined_too_large", "stack_frame_too_large")]
         over = stack.total > limit
         if not problems and not over:
             continue
         chain = " -> ".join(f"{n} ({b} B)" for n, b in zip(stack.chain, stack.chain_frames))
+        parts = " + ".join(str(stack.contribution(n)) for n in stack.chain
+                           if n not in stack.private)
         details = [f"chain: {chain}",
-                   f"combined: {stack.total} bytes (frames rounded to {frame_round})"]
+                   f"combined on {profile.label}: {parts} = {stack.total} bytes "
+                   f"({profile.frame_round_why})"]
+        if stack.private:
+            details.append(f"private stacks (not counted): {', '.join(sorted(stack.private))}")
         details += [p.message for p in problems]
         deepest = stack.deepest
         details += _where(obj, deepest.function, deepest.deepest_insn)
         fix = (f"move the {deepest.depth}-byte buffer in `{deepest.function.name}` to a "
                "per-CPU array map (PerCpuArray) and work on a pointer into it")
-        cases.append(Case(f"{prog.name} ({prog.section}): {stack.total} bytes of stack, "
-                          f"limit {limit}", stack.total, tuple(details), fix))
+        cases.append(Case(f"{prog.name} ({prog.section}): {stack.total} bytes of stack on "
+                          f"{profile.label}, limit {limit}", stack.total, tuple(details), fix))
     if cases:
-        fail("assert_stack_usage", f"{len(cases)} program(s) over the {limit}-byte stack",
-             cases, "the verifier counts every frame of the deepest call chain; inline small "
+        fail("assert_stack_usage", f"{len(cases)} program(s) over the {limit}-byte stack "
+             f"on {profile.label}", cases,
+             "the verifier counts every frame of the deepest call chain; inline small "
              "functions less, or keep big buffers in maps")
+
+
+def assert_rules(target: Target, kernel: KernelSpec = None, rules: Names = None,
+                 programs: Names = None, budget: dict[str, Budget] | None = None) -> None:
+    """No rule of the registry (:data:`pytest_ebpf.analysis.rules.RULES`, or the *rules*
+    named) finds an error in the programs, judged by *kernel* (as :func:`assert_stack_usage`).
+    This is what the plugin's generated checks run."""
+    __tracebackhide__ = True
+    profile = kernel_profile(kernel)
+    chosen = [registry.rule(r) for r in ([rules] if isinstance(rules, str) else rules)
+              ] if rules is not None else list(registry.RULES)
+    obj, progs = _select(target, programs)
+    found = [f for p in progs
+             for f in registry.evaluate(obj or _bare(p), p, profile, chosen, budget)
+             if f.severity == "error"]
+    names = ", ".join(r.id for r in chosen)
+    _findings_report("assert_rules", f"{{n}} finding(s) of rule(s) {names} on "
+                     f"{profile.label}", found, obj)
 
 
 def _bare(prog: Program) -> EbpfObject:
@@ -91,7 +147,7 @@ def _bare(prog: Program) -> EbpfObject:
                       btf=None, btf_ext=None, sections=())
 
 
-def _findings_report(name: str, summary: str, findings: Iterable[checks.Finding],
+def _findings_report(name: str, summary: str, findings: Iterable[Finding],
                      obj: EbpfObject | None, remedy: str = "") -> None:
     __tracebackhide__ = True
     cases = []
@@ -131,8 +187,10 @@ def assert_max_instructions(target: Target, limit: int = 1_000_000,
     _, progs = _select(target, programs)
     cases = [Case(f"{p.name} ({p.section}): {p.instructions} instructions, limit {limit}",
                   p.instructions, (f"functions: {', '.join(f.name for f in p.functions)}",),
-                  "split the program with tail calls, or bound loops more tightly")
-             for p in progs if p.instructions > limit]
+                  f.fix)
+             for p in progs
+             for f in checks.instruction_counts(_bare(p), p, limit=limit)
+             if f.check == "too_many_instructions"]
     if cases:
         fail("assert_max_instructions", f"{len(cases)} program(s) over {limit} instructions",
              cases)

@@ -9,8 +9,8 @@ at: code nobody calls (e.g. ``memcpy`` & co. that Rust's ``compiler_builtins`` l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from pytest_ebpf.analysis.findings import Finding
+from pytest_ebpf.analysis.profiles import KernelProfile
 from pytest_ebpf.obj.helpers import GPL_ONLY, helper_name
 from pytest_ebpf.obj.isa import Insn
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
@@ -50,20 +50,6 @@ GPL_COMPATIBLE_LICENSES = (
 """The kernel's ``license_is_gpl_compatible()`` list (include/linux/license.h)."""
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One problem found in a program."""
-
-    check: str
-    """Stable id of the check."""
-    program: str
-    function: str
-    insn: Insn | None
-    """The offending instruction (section-relative slot in ``insn.index``), when there is one."""
-    message: str
-    fix: str
-
-
 def is_gpl_compatible(license: str | None) -> bool:
     """True when the kernel treats *license* as GPL-compatible (exact match, as the kernel)."""
     return license is not None and license in GPL_COMPATIBLE_LICENSES
@@ -83,6 +69,7 @@ def indirect_calls(obj: EbpfObject, prog: Program) -> list[Finding]:
                 out.append(
                     Finding(
                         check="indirect_call",
+                        rule="calls",
                         program=prog.name,
                         function=fn.name,
                         insn=call.insn,
@@ -109,6 +96,7 @@ def undefined_calls(obj: EbpfObject, prog: Program) -> list[Finding]:
                 out.append(
                     Finding(
                         check="undefined_call",
+                        rule="calls",
                         program=prog.name,
                         function=fn.name,
                         insn=call.insn,
@@ -139,6 +127,7 @@ def bad_function_ends(obj: EbpfObject, prog: Program) -> list[Finding]:
         out.append(
             Finding(
                 check="fallthrough",
+                rule="control_flow",
                 program=prog.name,
                 function=fn.name,
                 insn=last,
@@ -154,33 +143,46 @@ def bad_function_ends(obj: EbpfObject, prog: Program) -> list[Finding]:
 
 
 def instruction_counts(
-    obj: EbpfObject, prog: Program, limit: int = BPF_COMPLEXITY_LIMIT_INSNS
+    obj: EbpfObject, prog: Program, limit: int = BPF_COMPLEXITY_LIMIT_INSNS,
+    profile: KernelProfile | None = None,
 ) -> list[Finding]:
-    """Programs larger than *limit* (privileged) or :data:`BPF_MAXINSNS` (unprivileged loads)."""
+    """Programs larger than *limit* (privileged) or :data:`BPF_MAXINSNS` (unprivileged loads).
+    With *profile*, that kernel's limit applies (4096 for everyone before 5.2)."""
     n = prog.instructions
+    on = ""
+    label = None
+    if profile is not None:
+        limit, on, label = profile.insn_limit, f" on {profile.label}", profile.label
     out: list[Finding] = []
     if n > limit:
         out.append(
             Finding(
                 check="too_many_instructions",
+                rule="instructions",
                 program=prog.name,
                 function=prog.entry.name,
                 insn=None,
                 message=(
                     f"program {prog.name} has {n} instructions (its functions included), more "
-                    f"than the {limit} a privileged load accepts (unprivileged: {BPF_MAXINSNS}); "
-                    f"the kernel returns E2BIG"
+                    f"than the {limit} a privileged load accepts{on}"
+                    + (f" (unprivileged: {BPF_MAXINSNS})" if profile is None
+                       or profile.has("complexity_1m") else "")
+                    + "; the kernel returns E2BIG"
                 ),
                 fix=(
                     "split the program with bpf_tail_call, move loops into bpf_loop callbacks, "
                     "or stop inlining large functions"
                 ),
+                kernel=label,
+                total=n,
             )
         )
     elif n > BPF_MAXINSNS:
         out.append(
             Finding(
                 check="unprivileged_insn_limit",
+                rule="instructions",
+                severity="note",
                 program=prog.name,
                 function=prog.entry.name,
                 insn=None,
@@ -190,6 +192,8 @@ def instruction_counts(
                     f"CAP_BPF or root"
                 ),
                 fix="load it with CAP_BPF, or shrink it below 4096 instructions",
+                kernel=label,
+                total=n,
             )
         )
     return out
@@ -197,11 +201,14 @@ def instruction_counts(
 
 def gpl_only_helpers(obj: EbpfObject, prog: Program) -> list[Finding]:
     """GPL-only helpers called while the object's license is not GPL-compatible (the verifier:
-    "cannot call GPL-restricted function from non-GPL compatible program")."""
-    if is_gpl_compatible(obj.license):
+    "cannot call GPL-restricted function from non-GPL compatible program").
+
+    An object without a ``license`` section is loaded as ``"GPL"``: aya-obj's default, which
+    the native loader follows; only a license the object spells is judged."""
+    if obj.license is None or is_gpl_compatible(obj.license):
         return []
     out: list[Finding] = []
-    lic = repr(obj.license) if obj.license is not None else "none (no license section)"
+    lic = repr(obj.license)
     for fn in prog.functions:
         for call in fn.calls:
             if call.kind == "helper" and call.helper_id in GPL_ONLY:
@@ -209,6 +216,7 @@ def gpl_only_helpers(obj: EbpfObject, prog: Program) -> list[Finding]:
                 out.append(
                     Finding(
                         check="gpl_only_helper",
+                        rule="license",
                         program=prog.name,
                         function=fn.name,
                         insn=call.insn,
@@ -246,6 +254,7 @@ def missing_func_info(obj: EbpfObject) -> list[Finding]:
             out.append(
                 Finding(
                     check="missing_func_info",
+                    rule="btf",
                     program=prog.name,
                     function=fn.name,
                     insn=fn.first_insn,

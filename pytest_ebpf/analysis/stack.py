@@ -14,6 +14,10 @@ without loading anything:
   refused ("combined stack size of N calls is M. Too large");
 * a chain may be at most 8 frames deep (``MAX_CALL_FRAMES``; "the call stack of 8 frames is too
   deep !");
+* since 6.13 the x86-64 JIT gives the frames of kprobe, tracepoint, perf_event, raw_tracepoint
+  and (but iterators) tracing programs a private stack when the frame, rounded, is at least 64
+  bytes: such a frame is held to 512 bytes alone and adds nothing to the combined depth
+  (``private_min``; :mod:`pytest_ebpf.analysis.profiles` says which kernel does what);
 * a subprogram (not the entry) that calls ``bpf_tail_call`` must be reached with less than 256
   bytes of combined stack in the frames above it ("tail_calls are not allowed when call stack of
   previous frames is N bytes. Too large");
@@ -37,6 +41,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pytest_ebpf.abi import Helper
+from pytest_ebpf.analysis.findings import Finding
+from pytest_ebpf.analysis.profiles import PRIV_STACK_MIN_SIZE, KernelProfile
 from pytest_ebpf.obj.isa import Insn, jump_target_of, raw_slots, register_tables
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
 
@@ -47,9 +53,10 @@ __all__ = [
     "FrameUse",
     "ProgramStack",
     "StackLimits",
-    "StackProblem",
-    "call_graph",
+        "call_graph",
     "function_stack",
+    "has_private_stacks",
+    "profile_stack",
     "program_stack",
     "round_frame",
     "stack_problems",
@@ -128,26 +135,12 @@ class ProgramStack:
     """The call chain with the most frames (entry first)."""
     uses: dict[str, FrameUse] = field(default_factory=dict, repr=False, compare=False)
     """Function name -> :class:`FrameUse`, for every reachable function."""
+    private: frozenset[str] = frozenset()
+    """Functions whose frame gets a private stack (and so adds nothing to :attr:`total`)."""
 
-
-@dataclass(frozen=True)
-class StackProblem:
-    """A stack limit the verifier would enforce and the program breaks."""
-
-    kind: str
-    """``frame_too_large``, ``combined_too_large``, ``too_many_frames``, ``tail_call_stack`` or
-    ``recursion``."""
-    message: str
-    program: str
-    chain: tuple[str, ...]
-    chain_frames: tuple[int, ...]
-    total: int
-    insn: Insn | None
-    """The deepest access for ``frame_too_large``/``combined_too_large``; the tail call or the
-    recursive call otherwise."""
-    function: str
-    """The function to look at: the too-large frame, the deepest frame of the chain, the last
-    frame of a too-long chain, the tail-calling function, or the recursive caller."""
+    def contribution(self, name: str) -> int:
+        """What the frame of *name* adds to the combined depth: rounded, or 0 when private."""
+        return 0 if name in self.private else round_frame(self.frames[name], self.frame_round)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,8 +413,12 @@ def _tail_call_insn(fn: Function) -> Insn | None:
 _Key = tuple[str, str]
 
 
-def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32) -> ProgramStack:
+def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32,
+                  private_min: int | None = None) -> ProgramStack:
     """Stack use of *prog*: every frame, the deepest call chain and its combined depth.
+
+    *private_min*: frames whose rounded size is at least this get a private stack (the program
+    type and kernel allow it) and count 0 in the combined depth; None: no private stacks.
 
     Ties between chains are broken in favour of the first callee in instruction order. Back
     edges of a recursive call graph are ignored for the chains and reported in
@@ -431,6 +428,9 @@ def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32) -> Prog
     uses: dict[_Key, FrameUse] = {fn.key: function_stack(fn) for fn in prog.functions}
     names: dict[_Key, str] = {fn.key: fn.name for fn in prog.functions}
     rounded = {k: round_frame(u.depth, frame_round) for k, u in uses.items()}
+    private = {k for k, r in rounded.items() if private_min is not None and r >= private_min}
+    for k in private:
+        rounded[k] = 0
     entry = prog.entry.key
 
     # Iterative DFS from the entry: post-order (for chains below each node) and back edges.
@@ -540,7 +540,22 @@ def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32) -> Prog
         tail_call_chain=tuple(names[k] for k in tail_chain),
         longest_chain=tuple(names[k] for k in longest_keys),
         uses={fn.name: uses[fn.key] for fn in prog.functions},
+        private=frozenset(names[k] for k in private),
     )
+
+
+def has_private_stacks(prog: Program, profile: KernelProfile) -> bool:
+    """Do *prog*'s big frames get private stacks on *profile*'s kernel? Its type must allow it
+    and no function of it may make a tail call (the kernel then keeps one stack)."""
+    if not profile.private_stack(prog.kind.prog_type, prog.kind.expected_attach_type):
+        return False
+    return not any(_tail_call_insn(fn) is not None for fn in prog.functions)
+
+
+def profile_stack(obj: EbpfObject, prog: Program, profile: KernelProfile) -> ProgramStack:
+    """:func:`program_stack` as *profile*'s kernel adds it up (rounding, private stacks)."""
+    private = PRIV_STACK_MIN_SIZE if has_private_stacks(prog, profile) else None
+    return program_stack(obj, prog, profile.frame_round, private)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,73 +567,77 @@ def _describe(chain: tuple[str, ...], frames: tuple[int, ...]) -> str:
     return " -> ".join(f"{name} ({depth} B)" for name, depth in zip(chain, frames))
 
 
+def _finding(kind: str, prog: Program, message: str, fix: str, function: str,
+             chain: tuple[str, ...], frames: tuple[int, ...], total: int, insn: Insn | None,
+             kernel: str | None, reason: str = "") -> Finding:
+    return Finding(check=f"stack_{kind}", program=prog.name, function=function, insn=insn,
+                   message=message, fix=fix, rule="stack", kernel=kernel, chain=chain,
+                   chain_frames=frames, total=total, reason=reason)
+
+
+_MAP_FIX = ("move the big buffer of `{fn}` into a per-CPU array map (PerCpuArray) and work on a "
+            "pointer into it")
+
+
 def stack_problems(
     obj: EbpfObject,
     prog: Program,
     frame_round: int = 32,
     limits: StackLimits = LIMITS,
     stack: ProgramStack | None = None,
-) -> list[StackProblem]:
-    """Every stack limit of the verifier that *prog* breaks (empty when it fits). *stack*, when
-    given, is ``program_stack(obj, prog, frame_round)`` already computed."""
-    ps = stack if stack is not None else program_stack(obj, prog, frame_round)
-    out: list[StackProblem] = []
+    profile: KernelProfile | None = None,
+) -> list[Finding]:
+    """Every stack limit of the verifier that *prog* breaks (empty when it fits).
+
+    With *profile*, that kernel's rules apply (its frame rounding and private stacks replace
+    *frame_round*) and the messages name it. *stack*, when given, is the matching
+    :func:`program_stack` already computed."""
+    private_min: int | None = None
+    on = ""
+    why = f"frames rounded to {frame_round}"
+    if profile is not None:
+        frame_round = profile.frame_round
+        why = profile.frame_round_why
+        on = f" on {profile.label}"
+        if has_private_stacks(prog, profile):
+            private_min = PRIV_STACK_MIN_SIZE
+    label = profile.label if profile is not None else None
+    ps = stack if stack is not None else program_stack(obj, prog, frame_round, private_min)
+    out: list[Finding] = []
     for name, use in ps.uses.items():
         if use.depth > limits.total:
             insn = use.deepest_insn
             where = f" at insn {insn.index} ({insn.text()})" if insn is not None else ""
-            out.append(
-                StackProblem(
-                    kind="frame_too_large",
-                    message=(
-                        f"program {prog.name}: function {name} uses {use.depth} bytes of stack"
-                        f"{where}, more than the {limits.total}-byte limit (the verifier "
-                        f"refuses it: invalid write to stack / stack limit exceeded)"
-                    ),
-                    program=prog.name,
-                    chain=(name,),
-                    chain_frames=(use.depth,),
-                    total=use.depth,
-                    insn=insn,
-                    function=name,
-                )
-            )
+            out.append(_finding(
+                "frame_too_large", prog,
+                f"program {prog.name}: function {name} uses {use.depth} bytes of stack{where}, "
+                f"more than the {limits.total}-byte limit (the verifier refuses it: invalid "
+                f"write to stack / stack limit exceeded)",
+                _MAP_FIX.format(fn=name), name, (name,), (use.depth,), use.depth, insn, label))
     if ps.total > limits.total and len(ps.chain) > 1:
-        out.append(
-            StackProblem(
-                kind="combined_too_large",
-                message=(
-                    f"program {prog.name}: combined stack size of {len(ps.chain)} calls is "
-                    f"{ps.total}. Too large (limit {limits.total}; each frame rounded up to "
-                    f"{frame_round}): {_describe(ps.chain, ps.chain_frames)}"
-                ),
-                program=prog.name,
-                chain=ps.chain,
-                chain_frames=ps.chain_frames,
-                total=ps.total,
-                insn=ps.deepest.deepest_insn,
-                function=ps.deepest.function.name,
-            )
-        )
+        parts = [str(ps.contribution(n)) for n in ps.chain if n not in ps.private]
+        private = [n for n in ps.chain if n in ps.private]
+        kept = f"; {', '.join(private)} on private stacks" if private else ""
+        out.append(_finding(
+            "combined_too_large", prog,
+            f"program {prog.name}: combined stack size of {len(ps.chain)} calls is "
+            f"{ps.total}. Too large{on} ({why}: {' + '.join(parts)} = {ps.total} > "
+            f"{limits.total}{kept}): {_describe(ps.chain, ps.chain_frames)}",
+            _MAP_FIX.format(fn=ps.deepest.function.name) + "; or mark small callees "
+            "#[inline(always)] so fewer frames are counted",
+            ps.deepest.function.name, ps.chain, ps.chain_frames, ps.total,
+            ps.deepest.deepest_insn, label,
+            f"{why}: {' + '.join(parts)} = {ps.total} > {limits.total}{kept}"))
     if ps.max_frames > limits.frames:
         chain = ps.longest_chain
         frames = tuple(ps.frames[n] for n in chain)
-        out.append(
-            StackProblem(
-                kind="too_many_frames",
-                message=(
-                    f"program {prog.name}: a call chain of {ps.max_frames} frames, more than "
-                    f"the verifier's {limits.frames} (\"the call stack of {limits.frames} frames "
-                    f"is too deep !\"): {' -> '.join(chain)}"
-                ),
-                program=prog.name,
-                chain=chain,
-                chain_frames=frames,
-                total=sum(round_frame(f, frame_round) for f in frames),
-                insn=None,
-                function=chain[-1],
-            )
-        )
+        out.append(_finding(
+            "too_many_frames", prog,
+            f"program {prog.name}: a call chain of {ps.max_frames} frames, more than the "
+            f"verifier's {limits.frames} (\"the call stack of {limits.frames} frames is too "
+            f"deep !\"): {' -> '.join(chain)}",
+            "inline some functions of the chain (#[inline(always)]) or flatten the calls",
+            chain[-1], chain, frames, sum(ps.contribution(n) for n in chain), None, label))
     if (
         ps.tail_call_depth is not None
         and ps.tail_call_depth >= limits.tail_call
@@ -627,24 +646,14 @@ def stack_problems(
         chain = ps.tail_call_chain
         frames = tuple(ps.frames[n] for n in chain)
         fn = ps.uses[chain[-1]].function
-        out.append(
-            StackProblem(
-                kind="tail_call_stack",
-                message=(
-                    f"program {prog.name}: {chain[-1]} calls bpf_tail_call with "
-                    f"{ps.tail_call_depth} bytes of stack in the frames above it; the verifier "
-                    f"requires less than {limits.tail_call} (\"tail_calls are not allowed when "
-                    f"call stack of previous frames is {ps.tail_call_depth} bytes. Too large\"): "
-                    f"{_describe(chain, frames)}"
-                ),
-                program=prog.name,
-                chain=chain,
-                chain_frames=frames,
-                total=ps.tail_call_depth,
-                insn=_tail_call_insn(fn),
-                function=chain[-1],
-            )
-        )
+        out.append(_finding(
+            "tail_call_stack", prog,
+            f"program {prog.name}: {chain[-1]} calls bpf_tail_call with {ps.tail_call_depth} "
+            f"bytes of stack in the frames above it{on}; the verifier requires less than "
+            f"{limits.tail_call} (\"tail_calls are not allowed when call stack of previous "
+            f"frames is {ps.tail_call_depth} bytes. Too large\"): {_describe(chain, frames)}",
+            "make the tail call from the entry function, or shrink the frames above it",
+            chain[-1], chain, frames, ps.tail_call_depth, _tail_call_insn(fn), label))
     if ps.recursion:
         cycle = ps.recursion
         caller = ps.uses.get(cycle[-2])
@@ -660,19 +669,10 @@ def stack_problems(
                 ):
                     insn = call.insn
                     break
-        out.append(
-            StackProblem(
-                kind="recursion",
-                message=(
-                    f"program {prog.name}: recursive call chain {' -> '.join(cycle)}; the "
-                    f"verifier refuses recursion (its stack must be bounded statically)"
-                ),
-                program=prog.name,
-                chain=cycle,
-                chain_frames=tuple(ps.frames.get(n, 0) for n in cycle),
-                total=0,
-                insn=insn,
-                function=cycle[-2],
-            )
-        )
+        out.append(_finding(
+            "recursion", prog,
+            f"program {prog.name}: recursive call chain {' -> '.join(cycle)}; the verifier "
+            f"refuses recursion (its stack must be bounded statically)",
+            "rewrite the recursion as a bounded loop (or bpf_loop)",
+            cycle[-2], cycle, tuple(ps.frames.get(n, 0) for n in cycle), 0, insn, label))
     return out

@@ -1,30 +1,32 @@
-"""``pytest-ebpf inspect OBJECT [--json] [--stack-frame 32|16]``: what an object holds.
+"""``pytest-ebpf inspect OBJECT [--kernel host,6.1] [--json] [--strict]``: what an object holds.
 
 Programs (section, kernel program type, instructions, combined stack depth and its chain),
-maps, and the findings of :mod:`pytest_ebpf.analysis.checks` and
-:mod:`pytest_ebpf.analysis.stack`. Exit status 0 when the object could be read (findings do
-not change it), 2 with one ``error: PATH: REASON`` line on stderr when it could not.
+maps, and the findings of every rule of :mod:`pytest_ebpf.analysis.rules`, judged by each kernel
+profile named. Exit status 0 when the object could be read (findings change it only with
+``--strict``: 1), 2 with one ``error: PATH: REASON`` line on stderr when it could not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Any, TextIO
 
-from pytest_ebpf.analysis.checks import (
-    Finding,
-    all_findings,
-    callees,
-    helpers_used,
-    kfuncs_used,
-    missing_func_info,
+from pytest_ebpf.analysis.checks import callees, helpers_used, kfuncs_used
+from pytest_ebpf.analysis.findings import Finding
+from pytest_ebpf.analysis.profiles import (
+    KernelProfile,
+    ProfileError,
+    default_kernels,
+    parse_kernels,
 )
-from pytest_ebpf.analysis.stack import ProgramStack, StackProblem, program_stack, stack_problems
+from pytest_ebpf.analysis.rules import ProgramVerdict, judge
+from pytest_ebpf.analysis.stack import ProgramStack
 from pytest_ebpf.errors import ObjectError
 from pytest_ebpf.obj.helpers import helper_name
 from pytest_ebpf.obj.load import gc_paused, load_object
-from pytest_ebpf.obj.model import EbpfObject, Program
+from pytest_ebpf.obj.model import EbpfObject
 
 __all__ = ["inspect_data", "render_table", "run_inspect"]
 
@@ -33,36 +35,42 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _finding_json(f: Finding) -> dict[str, Any]:
-    return {
+def finding_json(f: Finding) -> dict[str, Any]:
+    """A finding as the JSON documents (inspect, the plugin's report) carry it."""
+    doc: dict[str, Any] = {
         "check": f.check,
+        "rule": f.rule,
+        "severity": f.severity,
+        "kernel": f.kernel,
         "program": f.program,
         "function": f.function,
         "insn": f.insn.index if f.insn is not None else None,
         "message": f.message,
         "fix": f.fix,
     }
+    if f.chain:
+        doc["chain"] = list(f.chain)
+    if f.total is not None:
+        doc["total"] = f.total
+    return doc
 
 
-def _problem_json(p: StackProblem) -> dict[str, Any]:
+def stack_json(ps: ProgramStack) -> dict[str, Any]:
     return {
-        "check": f"stack_{p.kind}",
-        "program": p.program,
-        "function": p.function,
-        "insn": p.insn.index if p.insn is not None else None,
-        "message": p.message,
-        "chain": list(p.chain),
-        "total": p.total,
+        "total": ps.total,
+        "chain": list(ps.chain),
+        "chain_frames": list(ps.chain_frames),
+        "frames": dict(ps.frames),
+        "frame_round": ps.frame_round,
+        "max_frames": ps.max_frames,
+        "tail_call_depth": ps.tail_call_depth,
+        "recursion": list(ps.recursion),
+        "private": sorted(ps.private),
     }
 
 
-def _program_json(
-    obj: EbpfObject,
-    prog: Program,
-    ps: ProgramStack,
-    problems: list[StackProblem],
-    func_info: dict[str, list[Finding]],
-) -> dict[str, Any]:
+def _program_json(v: ProgramVerdict) -> dict[str, Any]:
+    prog = v.program
     indirect = [
         {"function": fn.name, "insn": c.insn.index}
         for fn in prog.functions
@@ -70,8 +78,7 @@ def _program_json(
         if c.kind == "callx"
     ]
     helpers = helpers_used(prog)
-    findings = [_finding_json(f) for f in all_findings(obj, prog, func_info.get(prog.name, []))]
-    findings += [_problem_json(p) for p in problems]
+    first = v.profiles[0]
     return {
         "name": prog.name,
         "section": prog.section,
@@ -80,40 +87,35 @@ def _program_json(
         "attach_target": prog.kind.attach_target,
         "instructions": prog.instructions,
         "functions": [fn.name for fn in prog.functions],
-        "stack": {
-            "total": ps.total,
-            "chain": list(ps.chain),
-            "chain_frames": list(ps.chain_frames),
-            "frames": dict(ps.frames),
-            "frame_round": ps.frame_round,
-            "max_frames": ps.max_frames,
-            "tail_call_depth": ps.tail_call_depth,
-            "recursion": list(ps.recursion),
-        },
+        "stack": stack_json(v.stacks[first.name]),
+        "stacks": {p.name: stack_json(v.stacks[p.name]) for p in v.profiles},
+        "verdicts": {p.name: "rejected" if v.errors(p) else "loads" for p in v.profiles},
+        "summary": v.summary(),
         "helpers": list(helpers),
         "helper_names": [helper_name(h) for h in helpers],
         "kfuncs": list(kfuncs_used(prog)),
         "indirect_calls": indirect,
         "calls": list(callees(prog)),
-        "findings": findings,
+        "findings": [finding_json(f) for f in v.findings],
     }
 
 
-def inspect_data(obj: EbpfObject, stack_frame: int = 32) -> dict[str, Any]:
-    """The ``--json`` document for *obj*."""
-    programs = []
-    by_program: dict[str, list[Finding]] = {}
-    for f in missing_func_info(obj):
-        by_program.setdefault(f.program, []).append(f)
-    for prog in obj.programs:
-        ps = program_stack(obj, prog, stack_frame)
-        problems = stack_problems(obj, prog, stack_frame, stack=ps)
-        programs.append(_program_json(obj, prog, ps, problems, by_program))
+def kernels_json(profiles: tuple[KernelProfile, ...]) -> list[dict[str, Any]]:
+    return [{"name": p.name, "label": p.label, "release": p.release, "jit": p.jit,
+             "arch": p.arch, "source": p.source, "frame_round": p.frame_round}
+            for p in profiles]
+
+
+def inspect_data(obj: EbpfObject, kernels: tuple[KernelProfile, ...]) -> dict[str, Any]:
+    """The ``--json`` document for *obj* judged by *kernels* (the first one gives each
+    program's ``stack``; ``stacks`` and ``verdicts`` have every kernel)."""
+    programs = [_program_json(v) for v in judge(obj, kernels)]
     return {
         "path": obj.path,
         "endianness": obj.byteorder,
         "license": obj.license,
         "kernel_version": obj.kernel_version,
+        "kernels": kernels_json(kernels),
         "btf": {
             "present": obj.btf is not None,
             "ext": obj.btf_ext is not None,
@@ -154,9 +156,14 @@ def render_table(data: dict[str, Any], out: TextIO) -> None:
     out.write(
         f"{data['path']}: {data['endianness']}-endian, license {data['license']!r}, {btf_text}\n"
     )
+    kernels = data["kernels"]
+    out.write("kernels: " + "; ".join(f"{k['label']} ({k['source']})" for k in kernels) + "\n")
     out.write("\nprograms:\n")
     if data["programs"]:
-        rows = [["name", "section", "type", "insns", "stack", "chain"]]
+        names = [k["name"] for k in kernels]
+        stack_cols = (["stack"] if len(kernels) == 1
+                      else [f"stack@{k['label'].replace(' (host)', '')}" for k in kernels])
+        rows = [["name", "section", "type", "insns", *stack_cols, "chain"]]
         for p in data["programs"]:
             st = p["stack"]
             chain = " -> ".join(
@@ -164,9 +171,13 @@ def render_table(data: dict[str, Any], out: TextIO) -> None:
             )
             rows.append(
                 [p["name"], p["section"], p["type"], str(p["instructions"]),
-                 str(st["total"]), chain]
+                 *(str(p["stacks"][n]["total"]) for n in names), chain]
             )
         _table(rows, out)
+        if len(kernels) > 1:
+            out.write("\nverdicts:\n")
+            for p in data["programs"]:
+                out.write(f"  {p['name']}: {p['summary']}\n")
     else:
         out.write("  (none)\n")
     out.write("\nmaps:\n")
@@ -183,7 +194,9 @@ def render_table(data: dict[str, Any], out: TextIO) -> None:
     findings = [f for p in data["programs"] for f in p["findings"]]
     out.write(f"\nfindings: {len(findings) or 'none'}\n")
     for f in findings:
-        out.write(f"  [{f['check']}] {f['message']}\n")
+        on = f" [{f['kernel']}]" if f.get("kernel") and len(kernels) > 1 else ""
+        note = " (note)" if f.get("severity") == "note" else ""
+        out.write(f"  [{f['check']}]{on}{note} {f['message']}\n")
         if f.get("fix"):
             out.write(f"      fix: {f['fix']}\n")
     for problem in data["problems"]:
@@ -193,13 +206,19 @@ def render_table(data: dict[str, Any], out: TextIO) -> None:
 def run_inspect(
     path: str,
     as_json: bool = False,
-    stack_frame: int = 32,
+    kernels: str | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
     pretty: bool = False,
     max_size: int | str | None = None,
+    stack_frame: int | None = None,
+    strict: bool = False,
 ) -> int:
-    """Print what the object at *path* holds; 0 on success, 2 when it cannot be read.
+    """Print what the object at *path* holds; 0 on success, 2 when it cannot be read (or a
+    kernel profile is unknown), 1 with *strict* when a rule finds an error.
+
+    *kernels*: ``host,6.1`` (default: the running kernel, else the oldest profile);
+    *stack_frame* overrides every profile's frame rounding.
 
     JSON is one line (fast to write and to pipe into ``jq``); *pretty* indents it. *max_size*
     bounds the file (see :func:`~pytest_ebpf.obj.load.load_object`). Only
@@ -208,15 +227,30 @@ def run_inspect(
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
+        profiles = _profiles(kernels, stack_frame)
+    except ProfileError as exc:
+        err.write(f"error: --kernel {kernels}: {exc}\n")
+        return 2
+    try:
         obj = load_object(path, max_size=max_size)
     except ObjectError as exc:
         err.write(f"error: {path}: {_one_line(exc.reason)}\n")
         return 2
     with gc_paused():
-        data = inspect_data(obj, stack_frame)
+        data = inspect_data(obj, profiles)
     data["path"] = path
     if as_json:
         out.write(json.dumps(data, indent=2 if pretty else None) + "\n")
     else:
         render_table(data, out)
-    return 0
+    errors = [f for p in data["programs"] for f in p["findings"] if f["severity"] == "error"]
+    return 1 if strict and errors else 0
+
+
+def _profiles(kernels: str | None, stack_frame: int | None) -> tuple[KernelProfile, ...]:
+    if kernels:
+        return parse_kernels(kernels, source="--kernel", stack_frame=stack_frame)
+    found, why = default_kernels()
+    return tuple(dataclasses.replace(p, source=f"{p.source}; {why}" if p.name == "host"
+                                     else why, frame_round_override=stack_frame)
+                 for p in found)

@@ -22,8 +22,9 @@ def _inspect(args: argparse.Namespace) -> int:
     from pytest_ebpf.cli.inspect import run_inspect
 
     code: int = run_inspect(args.object, as_json=args.json or args.pretty,
-                            stack_frame=args.stack_frame, pretty=args.pretty,
-                            max_size=args.max_object_size)
+                            kernels=args.kernel, stack_frame=args.stack_frame,
+                            pretty=args.pretty, max_size=args.max_object_size,
+                            strict=args.strict)
     return code
 
 
@@ -97,8 +98,14 @@ def parser() -> argparse.ArgumentParser:
     ins.add_argument("object", help="an eBPF ELF object")
     ins.add_argument("--json", action="store_true", help="machine-readable output (one line)")
     ins.add_argument("--pretty", action="store_true", help="JSON output, indented")
-    ins.add_argument("--stack-frame", type=int, default=32, choices=(32, 16),
-                     help="round each frame to this many bytes for the combined depth")
+    ins.add_argument("--kernel", metavar="PROFILES",
+                     help="judge with these kernel profiles, e.g. host,6.1 (host, 5.10, 5.15, "
+                          "6.1, 6.6, 6.12, 6.18; default: the running kernel)")
+    ins.add_argument("--stack-frame", type=int, default=None, choices=(32, 16),
+                     help="round each frame to this many bytes for the combined depth, "
+                          "whatever the kernel does (default: each kernel's own rule)")
+    ins.add_argument("--strict", action="store_true",
+                     help="exit 1 when a rule finds an error (for shell-based CI)")
     _max_size_option(ins)
     ins.set_defaults(func=_inspect)
     ver = sub.add_parser("verify", help="load every program into the kernel (root) and print "

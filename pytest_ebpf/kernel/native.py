@@ -380,6 +380,15 @@ def _data_map_name(obj: EbpfObject, section: str) -> str:
 # --- loading ------------------------------------------------------------------------------------
 
 
+DEFAULT_LICENSE = "GPL"
+"""The license of an object without a ``license`` section: aya-obj's default, so that the
+kernel judges GPL-only helpers as it does when Aya loads the object."""
+
+
+def _license(obj: EbpfObject) -> str:
+    return obj.license if obj.license is not None else DEFAULT_LICENSE
+
+
 def _kernel_version_code() -> int:
     try:
         parts = os.uname().release.split("-")[0].split(".")
@@ -482,7 +491,7 @@ def _load_one(
     def attempt(with_btf: bool) -> tuple[Fd | None, str, int]:
         try:
             out = prog_load(
-                prog_type, bytes(insns), obj.license or "", name=prog.name,
+                prog_type, bytes(insns), _license(obj), name=prog.name,
                 expected_attach_type=attach, log_level=log_level,
                 btf_fd=btf_fd if with_btf else None,
                 func_info=linked.func_info if with_btf else b"",

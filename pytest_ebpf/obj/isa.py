@@ -480,6 +480,14 @@ class Insn:
         return self._kind in (_K_LDXSX, _K_MOVSX)
 
     @property
+    def is_cpu_v4(self) -> bool:
+        """An instruction of cpu v4 (kernel 6.6): sign-extending loads and moves, bswap,
+        sdiv/smod, gotol."""
+        if self._kind in (_K_LDXSX, _K_MOVSX, _K_BSWAP, _K_GOTOL):
+            return True
+        return self._kind == _K_ALU and self.off == 1 and self.opcode & 0xF0 in (0x30, 0x90)
+
+    @property
     def is_packet_load(self) -> bool:
         """Legacy LD_ABS / LD_IND packet access."""
         return self._kind in (_K_LD_ABS, _K_LD_IND)
