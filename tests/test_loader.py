@@ -318,11 +318,16 @@ def test_each_program_gets_its_own_verdict(mixed_obj: EbpfObject, loader: str) -
         loaded.maps["values"].update(0, 7)
         assert prog_test_run(loaded.prog_fd("good"), data_in=ipv4("10.0.0.1")).retval == 7
         assert prog_test_run(loaded.prog_fd("also_good"), data_in=ipv4("10.0.0.1")).retval == 2
+        if loader == "bpftool":  # loaded from a copy without `bad`: the result says so
+            assert "copy of the object without bad" in loaded.results["good"].notes[0]
         ids = loaded.prog_ids
         assert len(ids) == 2
     assert not wait_unloaded(ids)
     with load_program(mixed_obj, "good", loader=loader) as loaded:
         assert set(loaded.results) == {"good"} and loaded.results["good"].loaded
+    with load_program(mixed_obj, "bad", loader=loader) as loaded:
+        assert set(loaded.results) == {"bad"} and loaded.results["bad"].error == bad.error
+        assert not loaded.prog_ids
 
 
 def test_hide_programs_changes_only_their_symbol_types(mixed_obj: EbpfObject) -> None:

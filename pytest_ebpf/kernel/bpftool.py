@@ -269,7 +269,8 @@ def load_bpftool(loaded: LoadedObject, only: str | None, pin_dir: Path | None) -
         failed = [p for p in obj.programs if p.name in out.failed and p.name not in left_out]
         for prog in failed:
             left_out[prog.name] = _not_loaded(prog, out, returncode)
-        if not failed or len(left_out) == len(obj.programs) or obj.image is None:
+        if (not failed or len(left_out) == len(obj.programs) or obj.image is None
+                or only in left_out):  # load_program: the one program wanted failed
             break
     hidden_note = (
         (f"loaded from a copy of the object without {', '.join(left_out)} (not loadable): "
