@@ -56,8 +56,8 @@ def _write_logs(results: list[LoadResult], out: TextIO) -> None:
     """Each program's verifier log after a header line naming it and its verdict."""
     for r in results:
         out.write(f"\n--- verifier log of {r.program} ({r.section}): {_verdict(r)} ---\n")
-        out.write(r.log if r.log.endswith("\n") else f"{r.log}\n" if r.log else
-                  f"(no verifier log: {r.why})\n")  # fmt: skip
+        text = r.log or f"(no verifier log: {r.why})"
+        out.write(text if text.endswith("\n") else f"{text}\n")
 
 
 def run_verify(
