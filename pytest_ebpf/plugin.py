@@ -6,41 +6,34 @@ starts) and hands the outcome to every worker through ``workerinput``; workers n
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Union
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_ebpf import hooks
 from pytest_ebpf.build.cargo import (
     BuildFailure,
-    BuildRequest,
     BuildResult,
     outcome_from_json,
     outcome_to_json,
-    prebuilt,
-    run_build,
 )
-from pytest_ebpf.build.diagnose import BuildContext
+from pytest_ebpf.session import (
+    CURRENT_TEST_KEY,
+    FAILURE_SHOWN_KEY,
+    OUTCOME_KEY,
+    _xdist_worker,
+    built_object,
+    ensure_built,
+    fail_build,
+)
 from pytest_ebpf.settings import (
     SETTINGS_KEY,
-    Settings,
     add_options,
     load_settings,
     unconfigured,
 )
 
-if TYPE_CHECKING:
-    from pytest_ebpf.obj.model import EbpfObject
-
-Outcome = Union[BuildResult, BuildFailure]
-
-OUTCOME_KEY = pytest.StashKey[Outcome]()
-OBJECT_KEY = pytest.StashKey["EbpfObject"]()
-FAILURE_SHOWN_KEY = pytest.StashKey[str]()
-CURRENT_TEST_KEY = pytest.StashKey[str]()
-"""The node id of the test that reported a failed build in full."""
 EBPF_FIXTURES = frozenset({"ebpf_build", "ebpf_object", "ebpf_loaded", "ebpf_load", "ebpf_run"})
 WORKER_KEY = "ebpf_build"
 _INACTIVE = "inactive"
@@ -51,6 +44,8 @@ NOT_CONFIGURED = (
     "--ebpf-crate=PATH_OR_PACKAGE (or --ebpf-object=FILE), or set ebpf_crate in the ini file"
 )
 
+if TYPE_CHECKING:
+    from pytest_ebpf.obj.model import EbpfObject
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
@@ -75,10 +70,14 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None and workerinput.get(WORKER_KEY, _INACTIVE) != _INACTIVE:
         config.stash[OUTCOME_KEY] = outcome_from_json(workerinput[WORKER_KEY])
-    from pytest_ebpf import privileged
+    from pytest_ebpf import generated, privileged
+    from pytest_ebpf.summary import SessionReport
 
     if not config.pluginmanager.is_registered(privileged):
         config.pluginmanager.register(privileged, "ebpf-privileged")
+    if not config.pluginmanager.is_registered(generated):
+        config.pluginmanager.register(generated, "ebpf-generated")
+    config.pluginmanager.register(SessionReport(config), "ebpf-summary")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(config), "ebpf-xdist-controller")
 
@@ -113,84 +112,6 @@ class _XdistController:
             node.workerinput[WORKER_KEY] = _INACTIVE
 
 
-def _request(settings: Settings) -> BuildRequest:
-    assert settings.crate is not None
-    return BuildRequest(
-        crate=settings.crate,
-        toolchain=settings.toolchain,
-        target=settings.target,
-        profile=settings.profile,
-        features=settings.features,
-        build_std=settings.build_std,
-        toolchain_source=settings.values["toolchain"].source,
-    )
-
-
-def _progress(config: pytest.Config) -> Callable[[str], None] | None:
-    """Show cargo's status lines while it runs, around pytest's output capture (as pytest's
-    live logging does), so a cold build is never a silent minute."""
-    tr: Any = config.pluginmanager.get_plugin("terminalreporter")
-    if tr is None:
-        return None
-    capman: Any = config.pluginmanager.get_plugin("capturemanager")
-    quiet = config.get_verbosity() < 0
-
-    def show(line: str) -> None:
-        if quiet and not line.startswith(("Finished", "Compiling")):
-            return
-        text = f"ebpf build: {line}"
-        if capman is not None:
-            with capman.global_and_fixture_disabled():
-                tr.write_line(text)
-        else:
-            tr.write_line(text)
-
-    return show
-
-
-def ensure_built(config: pytest.Config) -> Outcome:
-    """Build once per session (or take the prebuilt object); later calls return the same."""
-    if OUTCOME_KEY in config.stash:
-        return config.stash[OUTCOME_KEY]
-    settings = config.stash[SETTINGS_KEY]
-    outcome: Outcome
-    if settings.object_path is not None:
-        outcome = prebuilt(settings.object_path)
-    else:
-        request = _request(settings)
-        custom = config.hook.pytest_ebpf_build(config=config, request=request)
-        outcome = custom if custom is not None else run_build(request, _progress(config))
-    if isinstance(outcome, BuildFailure) and outcome.output:
-        ctx = BuildContext(target=settings.target)
-        extra = config.hook.pytest_ebpf_diagnose(output=outcome.output, context=ctx)
-        more = tuple(d for found in extra if found for d in found)
-        if more:
-            outcome = dataclasses.replace(outcome, diagnoses=outcome.diagnoses + more)
-    config.stash[OUTCOME_KEY] = outcome
-    config.hook.pytest_ebpf_build_finished(config=config, outcome=outcome)
-    return outcome
-
-
-def built_object(config: pytest.Config) -> EbpfObject:
-    """The parsed object of this session (parsed once per process)."""
-    if OBJECT_KEY in config.stash:
-        return config.stash[OBJECT_KEY]
-    from pytest_ebpf.errors import ObjectError
-    from pytest_ebpf.obj.load import load_object
-
-    outcome = ensure_built(config)
-    if isinstance(outcome, BuildFailure):
-        fail_build(config, outcome, config.stash.get(CURRENT_TEST_KEY, None))
-    try:
-        obj = load_object(outcome.path,
-                          max_size=config.stash[SETTINGS_KEY].max_object_size)
-    except ObjectError as exc:
-        pytest.fail(f"eBPF object cannot be read: {exc}\nfix: rebuild the crate; if the "
-                    "object is prebuilt, check --ebpf-object", pytrace=False)
-    config.stash[OBJECT_KEY] = obj
-    return obj
-
-
 @pytest.fixture(scope="session")
 def ebpf_build(pytestconfig: pytest.Config) -> BuildResult:
     """The built eBPF crate: object path, toolchain, rustc and LLVM versions, command, time.
@@ -205,24 +126,6 @@ def ebpf_build(pytestconfig: pytest.Config) -> BuildResult:
     if isinstance(outcome, BuildFailure):
         fail_build(pytestconfig, outcome, pytestconfig.stash.get(CURRENT_TEST_KEY, None))
     return outcome
-
-
-def _xdist_worker(config: pytest.Config) -> bool:
-    return getattr(config, "workerinput", None) is not None
-
-
-def fail_build(config: pytest.Config, failure: BuildFailure, nodeid: str | None) -> NoReturn:
-    """Fail a test because the build failed: in full for the first test that needs the build,
-    in one line for every other (under xdist the full report is in the summary's "eBPF build"
-    section, written once by the controller)."""
-    __tracebackhide__ = True
-    if not _xdist_worker(config) and FAILURE_SHOWN_KEY not in config.stash:
-        config.stash[FAILURE_SHOWN_KEY] = nodeid or "the first test"
-        pytest.fail(failure.render(), pytrace=False)
-    where = (f"by {config.stash[FAILURE_SHOWN_KEY]}" if FAILURE_SHOWN_KEY in config.stash
-             else "in the 'eBPF build' section of the summary")
-    pytest.fail(f"eBPF build of {failure.package} failed: {failure.headline} (reported in "
-                f"full {where})", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -268,23 +171,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
             *settings.header_lines()]
 
 
-def _program_lines(path: Path) -> list[str]:
-    from pytest_ebpf.errors import ObjectError
-    from pytest_ebpf.obj.load import load_object
-
-    try:
-        obj = load_object(path)
-    except ObjectError as exc:
-        return [f"  object cannot be read: {exc}"]
-    lines = []
-    for prog in obj.programs:
-        lines.append(f"  program {prog.name:<24} section {prog.section:<28} "
-                     f"type {prog.kind.prog_type}")
-    for m in obj.maps:
-        lines.append(f"  map     {m.name:<24} section {m.section:<28} type {m.type}")
-    return lines
-
-
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if OUTCOME_KEY not in config.stash or getattr(config, "workerinput", None) is not None:
         return
@@ -314,8 +200,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         for note in outcome.notes:
             tr.line(f"note: {note}", yellow=True)
         tr.line(f"object {outcome.object_path}")
-    for line in _program_lines(outcome.path):
-        tr.line(line)
     if outcome.warnings:
         shown = outcome.warnings[:WARNINGS_SHOWN]
         tr.line(f"{len(outcome.warnings)} warning(s) from the build"

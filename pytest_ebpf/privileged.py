@@ -99,7 +99,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.line(config.stash[LOADER_KEY])
 
 
-def _rejection(result: LoadResult, obj: Any) -> str:
+def rejection(result: LoadResult, obj: Any) -> str:
     if (result.cause or "verifier") == "verifier":
         lines = [f"program {result.program} ({result.section}) was rejected by the verifier "
                  f"(loader {result.loader}): {result.error}"]
@@ -178,7 +178,7 @@ def ebpf_run(ebpf_loaded: LoadedObject, ebpf_object: Any
             pytest.fail(f"no program {program!r} in the object (programs: {names}){hint}",
                         pytrace=False)
         if not result.loaded:
-            pytest.fail(_rejection(result, ebpf_object), pytrace=False)
+            pytest.fail(rejection(result, ebpf_object), pytrace=False)
         try:
             return prog_test_run(ebpf_loaded.prog_fd(program), data_in=data, ctx_in=ctx,
                                  repeat=repeat)

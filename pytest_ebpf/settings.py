@@ -6,16 +6,31 @@ Each setting remembers where its value came from, so the report header can say w
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, cast
 
 import pytest
 
+from pytest_ebpf.analysis.baseline import Threshold, parse_thresholds
+from pytest_ebpf.analysis.budgets import (
+    BudgetError,
+    Budgets,
+    budgets_from_metadata,
+    parse_budget_text,
+)
+from pytest_ebpf.analysis.profiles import (
+    KernelProfile,
+    ProfileError,
+    default_kernels,
+    parse_kernels,
+)
+from pytest_ebpf.analysis.rules import rule_ids
 from pytest_ebpf.build.cargo import BPF_TARGETS
-from pytest_ebpf.build.project import Crate, CrateError, find_crate
+from pytest_ebpf.build.project import Crate, CrateError, find_crate, load_manifest
 from pytest_ebpf.obj.file import DEFAULT_MAX_OBJECT_SIZE, parse_size
 
 GROUP = "ebpf"
@@ -57,9 +72,26 @@ OPTIONS: tuple[Option, ...] = (
     Option("features", "comma-separated cargo features of the eBPF crate", default=""),
     Option("build_std", "auto (only when the sysroot has no core for the target), none, or "
            "crates to build from source, e.g. core", default="auto"),
-    Option("stack_frame", "bytes each call frame is rounded up to when checking combined "
-           "stack depth: 32 (the kernel's interpreter rule) or 16 (JIT kernels)",
-           default="32", choices=("32", "16")),
+    Option("kernel", "kernel profiles the static rules judge by, comma-separated: host (the "
+           "running kernel, detected) and/or 5.10, 5.15, 6.1, 6.6, 6.12, 6.18",
+           default="host"),
+    Option("stack_frame", "override every kernel profile's frame rounding in the combined "
+           "stack depth: 32 (the interpreter's) or 16 (the JIT's since 6.9)",
+           choices=("32", "16")),
+    Option("checks", "generated checks: one item per program, rule and kernel profile (and "
+           "one 'loads' item per program when privileged), with or without test files",
+           default="yes", choices=("yes", "no")),
+    Option("skip_rules", "comma-separated rules the generated checks leave out (stack, calls, "
+           "control_flow, instructions, license, btf, features, budget)", default=""),
+    Option("budget", "per-program limits, e.g. stack=384, instructions=4000, "
+           "lock.processed_insns=100000 (also [package.metadata.pytest-ebpf] in the eBPF "
+           "crate's Cargo.toml; this wins per figure)", default=""),
+    Option("report", "write the session's figures and verdicts as JSON to this file"),
+    Option("save_baseline", "write the report to this file, to compare later runs with"),
+    Option("baseline", "compare with this saved report: a figure grown past its threshold "
+           "fails the program's baseline check"),
+    Option("baseline_threshold", "how much a figure may grow over the baseline, e.g. "
+           "instructions=10%,stack=0,processed_insns=5% (defaults: 10%, 0, 10%)", default=""),
     Option("privileged", "tests that load programs into the kernel: auto (run when root/CAP_BPF "
            "and bpffs allow, else skip with the reason), require (fail instead: CI gates), no",
            default="auto", choices=("auto", "require", "no")),
@@ -101,7 +133,8 @@ def add_options(parser: pytest.Parser) -> None:
         extra = f" [env {opt.env}, ini {opt.ini}]"
         default = f" (default: {opt.default})" if opt.default else ""
         group.addoption(opt.flag, dest=f"ebpf_{opt.name}", default=None,
-                        metavar=opt.name.upper(), help=opt.help + default + extra)
+                        metavar=opt.name.upper(),
+                        help=(opt.help + default + extra).replace("%", "%%"))
         parser.addini(opt.ini, help=opt.help + default, default=None)
     group.addoption("--ebpf-doctor", action="store_true", default=False,
                     help="check every prerequisite of an eBPF build and exit")
@@ -116,7 +149,8 @@ def option(name: str) -> Option:
 
 #: Settings for which an empty value can only be a mistake (``--ebpf-crate=``).
 _NOT_EMPTY = ("crate", "object", "toolchain", "target", "profile", "build_std", "stack_frame",
-              "privileged", "loader", "max_object_size")
+              "privileged", "loader", "max_object_size", "kernel", "checks", "report",
+              "save_baseline", "baseline")
 
 
 def resolve(config: pytest.Config, name: str, project: ProjectLookup | None = None) -> Resolved:
@@ -179,7 +213,15 @@ class Settings:
     features: tuple[str, ...] = ()
     build_std: str = "auto"
     """``auto``, ``none`` or a comma list of crates (checked)."""
-    stack_frame: Literal[16, 32] = 32
+    kernels: tuple[KernelProfile, ...] = ()
+    """The kernel profiles the static rules judge by (first: the report's main one)."""
+    checks: bool = True
+    skip_rules: tuple[str, ...] = ()
+    budgets: Budgets = field(default_factory=Budgets)
+    report: Path | None = None
+    save_baseline: Path | None = None
+    baseline: Path | None = None
+    baseline_thresholds: dict[str, Threshold] = field(default_factory=dict)
     privileged: Literal["auto", "require", "no"] = "auto"
     loader: Literal["auto", "bpftool", "native"] = "auto"
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
@@ -197,6 +239,16 @@ class Settings:
         lines = []
         for name, res in self.values.items():
             label = name.replace("_", "-")
+            if name == "kernel" and self.kernels:
+                lines.append(f"  kernel: {res.value} (from {res.source})")
+                lines += [f"    {p.label}: {p.source}, {p.frame_round_why}" for p in self.kernels]
+                continue
+            if name == "budget":
+                budget_lines = self.budgets.lines()
+                if budget_lines:
+                    lines.append("  budgets:")
+                    lines += [f"    {b}" for b in budget_lines]
+                continue
             if res.value:
                 lines.append(f"  {label}: {res.value} (from {res.source})")
             elif res.source != "default":
@@ -212,6 +264,8 @@ class Settings:
 
 def _check_choice(name: str, res: Resolved) -> None:
     opt = option(name)
+    if res.value is None and opt.default is None:
+        return  # unset, and the setting may be
     if opt.choices and res.value not in opt.choices:
         raise pytest.UsageError(
             f"{res.spelled(opt)}: not a valid value; use one of {', '.join(opt.choices)}"
@@ -283,8 +337,9 @@ def load_settings(config: pytest.Config) -> Settings:
             return Resolved(None, f"rustup reads {crate.toolchain_file}")
         return None
 
-    for name in ("toolchain", "target", "profile", "features", "build_std", "stack_frame",
-                 "privileged", "loader", "max_object_size"):
+    for name in ("toolchain", "target", "profile", "features", "build_std", "kernel",
+                 "stack_frame", "checks", "skip_rules", "budget", "report", "save_baseline",
+                 "baseline", "baseline_threshold", "privileged", "loader", "max_object_size"):
         values[name] = resolve(config, name, from_project)
     try:
         parse_size(values["max_object_size"].value or "")
@@ -292,8 +347,13 @@ def load_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(
             f"{values['max_object_size'].spelled(option('max_object_size'))}: {exc}") from exc
     _check_choice("target", values["target"])
-    for name in ("stack_frame", "privileged", "loader"):
+    for name in ("stack_frame", "privileged", "loader", "checks"):
         _check_choice(name, values[name])
+    stack_frame = int(values["stack_frame"].value) if values["stack_frame"].value else None
+    kernels = _kernels(values["kernel"], stack_frame)
+    skip = _skip_rules(values["skip_rules"])
+    budgets = _budgets(crate, values["budget"])
+    thresholds = _thresholds(values["baseline_threshold"])
     _check_build_std(values["build_std"])
     if crate is not None and crate.config.build_std:
         chosen = values["build_std"]
@@ -314,11 +374,69 @@ def load_settings(config: pytest.Config) -> Settings:
         profile=raw["profile"] or "release",
         features=tuple(f for f in (raw["features"] or "").split(",") if f),
         build_std=raw["build_std"] or "auto",
-        stack_frame=cast(Literal[16, 32], int(raw["stack_frame"] or 32)),
+        kernels=kernels,
+        checks=raw["checks"] != "no",
+        skip_rules=skip,
+        budgets=budgets,
+        report=_path(values["report"], rootdir) if raw["report"] else None,
+        save_baseline=(_path(values["save_baseline"], rootdir) if raw["save_baseline"]
+                       else None),
+        baseline=_path(values["baseline"], rootdir) if raw["baseline"] else None,
+        baseline_thresholds=thresholds,
         privileged=cast(Literal["auto", "require", "no"], raw["privileged"] or "auto"),
         loader=cast(Literal["auto", "bpftool", "native"], raw["loader"] or "auto"),
         max_object_size=parse_size(raw["max_object_size"] or "256M"),
     )
+
+
+def _kernels(res: Resolved, stack_frame: int | None) -> tuple[KernelProfile, ...]:
+    """The profiles named (``host`` detected); with the default and an undetectable host,
+    the oldest profile, saying why."""
+    try:
+        if res.source == "default":
+            found, why = default_kernels()
+            return tuple(dataclasses.replace(p, source=p.source if p.name == "host" else why,
+                                             frame_round_override=stack_frame)
+                         for p in found)
+        return parse_kernels(res.value or "host", source=f"named by {res.source}",
+                             stack_frame=stack_frame)
+    except ProfileError as exc:
+        raise pytest.UsageError(f"{res.spelled(option('kernel'))}: {exc}") from exc
+
+
+def _skip_rules(res: Resolved) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in (res.value or "").split(",") if n.strip())
+    unknown = [n for n in names if n not in rule_ids()]
+    if unknown:
+        raise pytest.UsageError(f"{res.spelled(option('skip_rules'))}: unknown rule(s) "
+                                f"{', '.join(unknown)}; rules are {', '.join(rule_ids())}")
+    return names
+
+
+def _budgets(crate: Crate | None, res: Resolved) -> Budgets:
+    """``[package.metadata.pytest-ebpf]`` of the eBPF crate, then the ini/option (wins)."""
+    try:
+        found = Budgets()
+        if crate is not None:
+            package = load_manifest(crate.manifest).get("package", {})
+            metadata = package.get("metadata", {}) if isinstance(package, dict) else {}
+            table = metadata.get("pytest-ebpf") if isinstance(metadata, dict) else None
+            if isinstance(table, dict):
+                found = budgets_from_metadata(table, str(crate.manifest))
+        if res.value:
+            found = found.merged(parse_budget_text(res.value, res.spelled(option("budget"))))
+        return found
+    except (BudgetError, CrateError) as exc:
+        raise pytest.UsageError(f"{exc}; fix: write budgets as FIGURE = LIMIT (stack, "
+                                "instructions, processed_insns)") from exc
+
+
+def _thresholds(res: Resolved) -> dict[str, Threshold]:
+    try:
+        return parse_thresholds(res.value or "")
+    except ValueError as exc:
+        raise pytest.UsageError(f"{res.spelled(option('baseline_threshold'))}: {exc}"
+                                ) from exc
 
 
 def unconfigured() -> Settings:

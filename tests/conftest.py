@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Callable
 
 import pytest
+
+# The plugin's generated checks (one item per program, rule and kernel) would change the outcome
+# counts every pytester test asserts; the suite turns them off by default (the environment twin,
+# so subprocess runs inherit it) and the tests of the generated checks turn them on with
+# --ebpf-checks=yes (an option wins over the environment). Users get them on by default.
+os.environ.setdefault("PYTEST_EBPF_CHECKS", "no")
 
 # ---------------------------------------------------------------------------------------------
 # C objects

@@ -20,4 +20,7 @@ def test_example_project_suite_passes_with_privileged_tests_required() -> None:
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert "skipped" not in proc.stdout, proc.stdout[-3000:]
-    assert "eBPF build" in proc.stdout and "program lock " in proc.stdout
+    assert "eBPF build" in proc.stdout and "eBPF programs" in proc.stdout
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
+            if line.startswith(("lock ", "lock_exec "))}
+    assert rows["lock"][1:3] == ["xdp", "xdp"] and rows["lock_exec"][2] == "tracepoint"

@@ -136,7 +136,7 @@ def assert_rules(target: Target, kernel: KernelSpec = None, rules: Names = None,
              for f in registry.evaluate(obj or _bare(p), p, profile, chosen, budget)
              if f.severity == "error"]
     names = ", ".join(r.id for r in chosen)
-    _findings_report("assert_rules", f"{{n}} finding(s) of rule(s) {names} on "
+    findings_report("assert_rules", f"{{n}} finding(s) of rule(s) {names} on "
                      f"{profile.label}", found, obj)
 
 
@@ -147,7 +147,7 @@ def _bare(prog: Program) -> EbpfObject:
                       btf=None, btf_ext=None, sections=())
 
 
-def _findings_report(name: str, summary: str, findings: Iterable[Finding],
+def findings_report(name: str, summary: str, findings: Iterable[Finding],
                      obj: EbpfObject | None, remedy: str = "") -> None:
     __tracebackhide__ = True
     cases = []
@@ -169,7 +169,7 @@ def assert_no_indirect_calls(target: Target, programs: Names = None) -> None:
     __tracebackhide__ = True
     obj, progs = _select(target, programs)
     found = [f for p in progs for f in checks.indirect_calls(obj or _bare(p), p)]
-    _findings_report("assert_no_indirect_calls", "{n} indirect call(s)", found, obj)
+    findings_report("assert_no_indirect_calls", "{n} indirect call(s)", found, obj)
 
 
 def assert_no_undefined_calls(target: Target, programs: Names = None) -> None:
@@ -177,7 +177,7 @@ def assert_no_undefined_calls(target: Target, programs: Names = None) -> None:
     __tracebackhide__ = True
     obj, progs = _select(target, programs)
     found = [f for p in progs for f in checks.undefined_calls(obj or _bare(p), p)]
-    _findings_report("assert_no_undefined_calls", "{n} call(s) to undefined symbols", found, obj)
+    findings_report("assert_no_undefined_calls", "{n} call(s) to undefined symbols", found, obj)
 
 
 def assert_max_instructions(target: Target, limit: int = 1_000_000,
@@ -237,7 +237,7 @@ def assert_license(obj: EbpfObject, expected: str | None = None, gpl_compatible:
         fail("assert_license", f"license is {obj.license!r}, expected {expected!r}", [])
     found = [f for p in obj.programs for f in checks.gpl_only_helpers(obj, p)]
     if gpl_compatible:
-        _findings_report("assert_license", "{n} GPL-only helper call(s) under license "
+        findings_report("assert_license", "{n} GPL-only helper call(s) under license "
                          f"{obj.license!r}", found, obj,
                          "use a GPL-compatible license such as \"Dual MIT/GPL\"")
 
@@ -253,7 +253,7 @@ def assert_btf(obj: EbpfObject) -> None:
         fail("assert_btf", "the object has BTF but no .BTF.ext (no func_info/line_info)", [],
              f"build with debug info: {rustflags}")
     found = checks.missing_func_info(obj)
-    _findings_report("assert_btf", "{n} function(s) without func_info", found, obj,
+    findings_report("assert_btf", "{n} function(s) without func_info", found, obj,
                      "the kernel refuses BTF-carrying programs whose subprograms lack "
                      "func_info; rebuild with -C debuginfo=2")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pytest_ebpf.obj.isa import Insn
 
@@ -41,6 +41,25 @@ class Finding:
     reason: str = ""
     """The verdict's reason in a few words (``frames rounded to 32: 64 + 480 = 544 > 512``);
     empty: :attr:`message` without its ``program NAME:`` prefix."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The finding as the JSON documents (inspect, the session report) carry it."""
+        doc: dict[str, Any] = {
+            "check": self.check,
+            "rule": self.rule,
+            "severity": self.severity,
+            "kernel": self.kernel,
+            "program": self.program,
+            "function": self.function,
+            "insn": self.insn.index if self.insn is not None else None,
+            "message": self.message,
+            "fix": self.fix,
+        }
+        if self.chain:
+            doc["chain"] = list(self.chain)
+        if self.total is not None:
+            doc["total"] = self.total
+        return doc
 
     @property
     def short(self) -> str:

@@ -131,6 +131,11 @@ class KernelProfile:
     frame_round_override: int | None = None
     """``--ebpf-stack-frame``: round every frame to this instead of the kernel's rule."""
 
+    def as_json(self) -> dict[str, object]:
+        return {"name": self.name, "label": self.label, "release": self.release,
+                "jit": self.jit, "arch": self.arch, "source": self.source,
+                "frame_round": self.frame_round}
+
     def has(self, feature: str) -> bool:
         """Does this kernel have the rule *feature* (an id of :data:`CHANGES`)?"""
         change = _BY_FEATURE[feature]

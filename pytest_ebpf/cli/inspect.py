@@ -14,7 +14,6 @@ import sys
 from typing import Any, TextIO
 
 from pytest_ebpf.analysis.checks import callees, helpers_used, kfuncs_used
-from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.analysis.profiles import (
     KernelProfile,
     ProfileError,
@@ -33,26 +32,6 @@ __all__ = ["inspect_data", "render_table", "run_inspect"]
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def finding_json(f: Finding) -> dict[str, Any]:
-    """A finding as the JSON documents (inspect, the plugin's report) carry it."""
-    doc: dict[str, Any] = {
-        "check": f.check,
-        "rule": f.rule,
-        "severity": f.severity,
-        "kernel": f.kernel,
-        "program": f.program,
-        "function": f.function,
-        "insn": f.insn.index if f.insn is not None else None,
-        "message": f.message,
-        "fix": f.fix,
-    }
-    if f.chain:
-        doc["chain"] = list(f.chain)
-    if f.total is not None:
-        doc["total"] = f.total
-    return doc
 
 
 def stack_json(ps: ProgramStack) -> dict[str, Any]:
@@ -96,14 +75,8 @@ def _program_json(v: ProgramVerdict) -> dict[str, Any]:
         "kfuncs": list(kfuncs_used(prog)),
         "indirect_calls": indirect,
         "calls": list(callees(prog)),
-        "findings": [finding_json(f) for f in v.findings],
+        "findings": [f.as_json() for f in v.findings],
     }
-
-
-def kernels_json(profiles: tuple[KernelProfile, ...]) -> list[dict[str, Any]]:
-    return [{"name": p.name, "label": p.label, "release": p.release, "jit": p.jit,
-             "arch": p.arch, "source": p.source, "frame_round": p.frame_round}
-            for p in profiles]
 
 
 def inspect_data(obj: EbpfObject, kernels: tuple[KernelProfile, ...]) -> dict[str, Any]:
@@ -115,7 +88,7 @@ def inspect_data(obj: EbpfObject, kernels: tuple[KernelProfile, ...]) -> dict[st
         "endianness": obj.byteorder,
         "license": obj.license,
         "kernel_version": obj.kernel_version,
-        "kernels": kernels_json(kernels),
+        "kernels": [p.as_json() for p in kernels],
         "btf": {
             "present": obj.btf is not None,
             "ext": obj.btf_ext is not None,
