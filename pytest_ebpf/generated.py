@@ -162,7 +162,8 @@ def loaded(config: pytest.Config, obj: EbpfObject) -> LoadedObject:
 
 def _record(item: EbpfCheck, **figures: object) -> None:
     for key, value in figures.items():
-        item.user_properties.append((PROPERTY + key, value))
+        if value is not None and value != "":
+            item.user_properties.append((PROPERTY + key, value))
 
 
 def run(item: EbpfCheck) -> None:
@@ -198,7 +199,8 @@ def _rule(item: EbpfCheck, obj: EbpfObject, verdict: ProgramVerdict) -> None:
         p = profile(item.config, item.kernel)
         label = p.label
         stack = verdict.stacks[p.name]
-        _record(item, kernel=p.label, stack=stack.total, stack_chain=" -> ".join(stack.chain))
+        _record(item, kernel=p.name, kernel_label=p.label, stack=stack.total,
+                stack_chain=" -> ".join(stack.chain))
     found = [f for f in verdict.findings if f.rule == item.kind and f.severity == "error"
              and (f.kernel is None or f.kernel == label)]
     _record(item, findings=len(found))

@@ -174,6 +174,8 @@ def report_doc(config: pytest.Config, obj: EbpfObject,
                                "frames": list(v.stacks[p.name].chain_frames)}
                       for p in v.profiles},
             "verdicts": {p.name: "rejected" if v.errors(p) else "loads" for p in v.profiles},
+            "stack_ok": {p.name: not any(f.rule == "stack" for f in v.errors(p))
+                         for p in v.profiles},
             "load": loads.get(name, {}),
             "findings": [f.as_json() for f in v.findings],
         })

@@ -44,7 +44,7 @@ def table(doc: dict[str, Any]) -> list[str]:
         first = p["stack"][kernels[0]]
         chain = " -> ".join(f"{n}({b})" for n, b in zip(first["chain"], first["frames"]))
         load = p["load"].get("host", {})
-        stacks = [f"{p['stack'][k]['total']}{'!' if p['verdicts'][k] == 'rejected' else ''}"
+        stacks = [f"{p['stack'][k]['total']}{'' if p['stack_ok'][k] else '!'}"
                   for k in kernels]
         helpers = ", ".join(h.removeprefix("bpf_") for h in p["helpers"][:3])
         if len(p["helpers"]) > 3:
@@ -57,8 +57,12 @@ def table(doc: dict[str, Any]) -> list[str]:
     if len(doc["programs"]) > TABLE_ROWS:
         lines.append(f"... and {len(doc['programs']) - TABLE_ROWS} more programs "
                      "(--ebpf-report PATH has them all)")
-    if any(v == "rejected" for p in doc["programs"] for v in p["verdicts"].values()):
-        lines.append("! = a static rule predicts that kernel refuses the program")
+    if not all(ok for p in doc["programs"] for ok in p["stack_ok"].values()):
+        lines.append("! = over that kernel's stack limits")
+    refused = [f"{p['name']} on {k}" for p in doc["programs"]
+               for k, v in p["verdicts"].items() if v == "rejected"]
+    if refused:
+        lines.append(f"static rules predict a rejection: {', '.join(refused)}")
     return lines
 
 

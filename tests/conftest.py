@@ -41,17 +41,19 @@ def compile_c(tmp_path_factory: pytest.TempPathFactory) -> CompileC:
     *source* is C source text (read a file of ``tests/c`` with ``(C_DIR / "x.c").read_text()``).
     It is compiled with ``clang-19 -target bpf -O2 -g -I tests/c -c``; *flags* come last, so
     ``"-target", "bpfeb"`` or ``"-g0"`` override the defaults. Objects are cached for the
-    session by ``(source, flags)``; *name* is the object's file name stem. Fails the test when
+    session by ``(name, source, flags)``; *name* is the object's file name stem. Fails the test when
     clang-19 is not installed; fails it with clang's output when compilation fails.
     """
     clang = shutil.which(CLANG)
-    cache: dict[tuple[str, tuple[str, ...]], Path] = {}
+    cache: dict[tuple[str, str, tuple[str, ...]], Path] = {}
     out_dir = tmp_path_factory.mktemp("c_objects")
 
     def compile_(source: str, name: str, *flags: str) -> Path:
         if clang is None:
             pytest.fail(f"{CLANG} is not on PATH: run scripts/setup.sh test", pytrace=False)
-        key = (source, tuple(flags))
+        # the name is part of the key: the source file's name is in the object's BTF strings,
+        # so the same source under two names gives two objects of different sizes
+        key = (name, source, tuple(flags))
         cached = cache.get(key)
         if cached is not None:
             return cached

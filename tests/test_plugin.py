@@ -100,9 +100,10 @@ def test_object_fixture(ebpf_object):
         "built lock-ebpf for bpfel-unknown-none (release) in *s with toolchain "
         f"{toolchain} (rustc {rustc_release()}, LLVM {rustc_llvm_major()}.*",
         f"toolchain chosen by {chosen_by}",
-        "  program lock * section xdp* type xdp",
-        "  program * section tracepoint/* type tracepoint",
-        "  map     BLOCKLIST * type hash",
+        "*eBPF programs*",
+        "program * section * type * insns * stack@* chain * BTF * helpers * loaded * processed",
+        "lock * xdp * xdp * lock(0) -> is_blocked(8) * yes * map_lookup_elem *",
+        "lock_exec * tracepoint/sched/sched_process_exec * tracepoint *",
     ])
 
 

@@ -158,7 +158,9 @@ def findings_report(name: str, summary: str, findings: Iterable[Finding],
                 fn = obj.function(f.function)
             except LookupError:
                 fn = None
-        cases.append(Case(f"{f.program}: {f.message}", 1,
+        headline = f.message if f.message.startswith("program ") else \
+            f"{f.program}: {f.message}"
+        cases.append(Case(headline, 1,
                           tuple(_where(obj, fn, f.insn)), f.fix))
     if cases:
         fail(name, summary.format(n=len(cases)), cases, remedy)

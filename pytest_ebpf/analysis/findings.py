@@ -38,6 +38,9 @@ class Finding:
     """Bytes per frame of :attr:`chain`."""
     total: int | None = None
     """The figure judged (combined bytes, instructions...)."""
+    policy: bool = False
+    """The project's policy (BTF kept, a budget), not the kernel's: such a finding fails the
+    checks but does not predict a rejection."""
     reason: str = ""
     """The verdict's reason in a few words (``frames rounded to 32: 64 + 480 = 544 > 512``);
     empty: :attr:`message` without its ``program NAME:`` prefix."""

@@ -96,7 +96,7 @@ def _btf(ctx: Context) -> list[Finding]:
     if what is not None:
         return [Finding(check=what[0], rule="btf", program=prog.name, function=prog.entry.name,
                         insn=None, message=f"program {prog.name}: {what[1]}",
-                        fix=f"build with BTF: {_BTF_FLAGS}")]
+                        fix=f"build with BTF: {_BTF_FLAGS}", policy=True)]
     return ctx.func_info()
 
 
@@ -190,7 +190,7 @@ def _budget(ctx: Context) -> list[Finding]:
             message=(f"program {prog.name}: {value} {what}"
                      + (f" on {ctx.profile.label}" if figure == "stack" else "")
                      + f", over the budget of {budget.limit} (from {budget.source}){chain}"),
-            fix=(f"shrink it, or raise the budget in {budget.source}"), total=value,
+            fix=(f"shrink it, or raise the budget in {budget.source}"), total=value, policy=True,
             chain=ctx.stack.chain if figure == "stack" else (),
             chain_frames=ctx.stack.chain_frames if figure == "stack" else ()))
     return out
@@ -262,8 +262,9 @@ class ProgramVerdict:
     """Kernel-independent findings once, kernel-dependent ones per profile."""
 
     def errors(self, profile: KernelProfile) -> list[Finding]:
-        """The errors that make *profile*'s kernel (or every loader) refuse the program."""
-        return [f for f in self.findings if f.severity == "error"
+        """The errors that make *profile*'s kernel (or every loader) refuse the program (the
+        project's policy, such as a budget, is not the kernel's: it is left out)."""
+        return [f for f in self.findings if f.severity == "error" and not f.policy
                 and f.kernel in (None, profile.label)]
 
     def summary(self) -> str:
