@@ -219,7 +219,8 @@ def _loads(item: EbpfCheck, obj: EbpfObject, verdict: ProgramVerdict) -> None:
             stack_depth="+".join(str(d) for d in result.stack_depth))
     if not result.loaded:
         pytest.fail(rejection(result, obj), pytrace=False)
-    budget = item.config.stash[SETTINGS_KEY].budgets.for_program(item.program)
+    settings = item.config.stash[SETTINGS_KEY]
+    budget = settings.budgets.for_program(item.program)
     limit = budget.get("processed_insns")
     if limit is not None and result.processed_insns is not None and \
             result.processed_insns > limit.limit:
@@ -227,6 +228,33 @@ def _loads(item: EbpfCheck, obj: EbpfObject, verdict: ProgramVerdict) -> None:
                     f"instructions, over the budget of {limit.limit} (from {limit.source})\n"
                     f"fix: simplify the program's branches and loops, or raise the budget in "
                     f"{limit.source}", pytrace=False)
+    if settings.baseline is not None and result.processed_insns is not None:
+        _processed_baseline(item, settings.baseline, result.processed_insns)
+
+
+def _processed_baseline(item: EbpfCheck, path: Path, new: int) -> None:
+    """The verifier's processed instructions against the baseline's (known only once loaded,
+    so checked here rather than by the program's ``baseline`` item)."""
+    __tracebackhide__ = True
+    from pytest_ebpf.analysis.baseline import BaselineError, load_report, threshold_for
+
+    try:
+        old_doc = load_report(path)
+    except BaselineError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    old_prog = next((p for p in old_doc["programs"] if p["name"] == item.program), None)
+    old = (old_prog or {}).get("load", {}).get("host", {}).get("processed_insns")
+    if not isinstance(old, int):
+        return  # not loaded when the baseline was saved: nothing to compare
+    thresholds = item.config.stash[SETTINGS_KEY].baseline_thresholds
+    threshold = threshold_for("processed_insns[host]", thresholds)
+    if threshold.exceeded(old, new):
+        pct = f" ({(new - old) * 100 / old:+.1f}%)" if old else ""
+        pytest.fail(f"program {item.program}: the verifier processed {new} instructions, "
+                    f"{old} in the baseline {path}: {new - old:+d}{pct}, past the threshold "
+                    f"{threshold}\nfix: simplify the program's branches and loops, or save a "
+                    "new baseline with --ebpf-save-baseline when the growth is intended",
+                    pytrace=False)
 
 
 def _baseline(item: EbpfCheck, obj: EbpfObject) -> None:

@@ -687,3 +687,32 @@ def test_baseline_growth_fails_the_program_baseline_item(
     proc = _compare(str(saved), str(current), "--threshold", "instructions=50%")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 figure(s) grew past their threshold" in proc.stdout
+
+
+@needs_root
+def test_baseline_processed_insns_growth_fails_loads(
+        pytester: pytest.Pytester, built: Callable[[str], Built]) -> None:
+    """The verifier's count is known once loaded: the loads[host] item holds it to the
+    baseline's, with the threshold of processed_insns."""
+    obj = built("clean").obj
+    saved = pytester.path / "baseline.json"
+    common = [f"--ebpf-object={obj}", "-k", "loads"]
+    result = run(pytester, *common, f"--ebpf-save-baseline={saved}")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    doc: dict[str, Any] = json.loads(saved.read_text())
+    [prog] = doc["programs"]
+    real = prog["load"]["host"]["processed_insns"]
+    assert isinstance(real, int) and real > 1
+    same = run(pytester, *common, f"--ebpf-baseline={saved}")
+    assert same.ret == pytest.ExitCode.OK, same.stdout.str()
+    prog["load"]["host"]["processed_insns"] = 1  # main's program was simpler
+    saved.write_text(json.dumps(doc))
+    grown = run(pytester, *common, f"--ebpf-baseline={saved}")
+    assert grown.ret == pytest.ExitCode.TESTS_FAILED, grown.stdout.str()
+    text = failure(grown, f"mini::{prog['name']}::loads[host]")
+    assert (f"program {prog['name']}: the verifier processed {real} instructions, 1 in the "
+            f"baseline {saved}: +{real - 1}") in text, text
+    assert "past the threshold 10%" in text
+    generous = run(pytester, *common, f"--ebpf-baseline={saved}",
+                   f"--ebpf-baseline-threshold=processed_insns={real}")
+    assert generous.ret == pytest.ExitCode.OK, generous.stdout.str()
