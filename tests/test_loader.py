@@ -10,6 +10,7 @@ import io
 import os
 import re
 import struct
+import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -540,3 +541,23 @@ def test_refused_btf_falls_back_to_loading_without(
         # The kernel insists on BTF func_info for programs with callbacks (bpf_loop).
         prog_b = loaded.results["prog_b"]
         assert not prog_b.loaded and prog_b.error == "missing btf func_info"
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_the_kernels_first_answer_is_the_verdict(
+        compile_c: Callable[..., Path], tmp_path: Path, loader: str) -> None:
+    """A global function called against its BTF prototype: the kernel refuses it with BTF
+    (bpftool loading the object is the truth); no loader may retry without BTF and call it
+    loaded."""
+    path = compile_c((C_DIR / "ld_global_args.c").read_text(), "ld_global_args")
+    pin = tmp_path.name
+    truth = subprocess.run(["bpftool", "prog", "load", str(path), f"/sys/fs/bpf/{pin}"],
+                           capture_output=True, text=True, check=False)
+    Path(f"/sys/fs/bpf/{pin}").unlink(missing_ok=True)
+    assert truth.returncode != 0 and "Caller passes invalid args into func#1" in truth.stderr
+    with load_all(load_object(path), loader=loader) as loaded:
+        res = loaded.results["calls_global"]
+    assert not res.loaded, res.notes
+    assert res.error == "Caller passes invalid args into func#1 ('global_check')"
+    assert "arg#0 expects pointer to ctx" in res.log
+    assert not any("without BTF" in note for note in res.notes), res.notes

@@ -488,27 +488,21 @@ def _load_one(
     kprobe = prog_type == ProgType.KPROBE
     kern_version = obj.kernel_version or (_kernel_version_code() if kprobe else 0)
 
-    def attempt(with_btf: bool) -> tuple[Fd | None, str, int]:
-        try:
-            out = prog_load(
-                prog_type, bytes(insns), _license(obj), name=prog.name,
-                expected_attach_type=attach, log_level=log_level,
-                btf_fd=btf_fd if with_btf else None,
-                func_info=linked.func_info if with_btf else b"",
-                line_info=linked.line_info if with_btf else b"",
-                kern_version=kern_version, prog_flags=flags,
-            )  # fmt: skip
-        except KernelError as exc:
-            return None, exc.log or str(exc), exc.errno
-        return out.fd, out.log, out.errno
-
-    fd, log, err = attempt(btf_fd is not None)
-    if fd is None and btf_fd is not None and err != _errno.EACCES:
-        fd2, log2, _err2 = attempt(False)
-        if fd2 is not None:
-            first = parse_verifier_log(log, failed=True).error_line
-            notes = (*notes, f"with BTF the kernel refused the load ({first}): loaded without BTF")
-            fd, log = fd2, log2
+    # One load, and its answer is the verdict: no retry in another mode (a program the kernel
+    # refuses with BTF, e.g. a global function that breaks its prototype, must not "load"
+    # without it). Aya does the same: only the object's BTF itself may be dropped, when the
+    # kernel refuses BTF_LOAD, and the results say so.
+    try:
+        out = prog_load(
+            prog_type, bytes(insns), _license(obj), name=prog.name,
+            expected_attach_type=attach, log_level=log_level, btf_fd=btf_fd,
+            func_info=linked.func_info if btf_fd is not None else b"",
+            line_info=linked.line_info if btf_fd is not None else b"",
+            kern_version=kern_version, prog_flags=flags,
+        )  # fmt: skip
+        fd, log, err = out.fd, out.log, out.errno
+    except KernelError as exc:
+        fd, log, err = None, exc.log or str(exc), exc.errno
     summary = parse_verifier_log(log, failed=fd is None)
     if fd is None:
         if err == _errno.EPERM:
