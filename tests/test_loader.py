@@ -561,3 +561,22 @@ def test_the_kernels_first_answer_is_the_verdict(
     assert res.error == "Caller passes invalid args into func#1 ('global_check')"
     assert "arg#0 expects pointer to ctx" in res.log
     assert not any("without BTF" in note for note in res.notes), res.notes
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_prog_array_with_array_values(compile_c: Callable[..., Path], tmp_path: Path,
+                                      loader: str) -> None:
+    """``__array(values, ...)`` in a PROG_ARRAY: value_size 4 as libbpf sets it, and the
+    program loads as the kernel loads it through bpftool."""
+    path = compile_c((C_DIR / "ld_prog_array_values.c").read_text(), "ld_prog_array_values")
+    pin = f"/sys/fs/bpf/{tmp_path.name}"
+    truth = subprocess.run(["bpftool", "prog", "load", str(path), pin],
+                           capture_output=True, text=True, check=False)
+    Path(pin).unlink(missing_ok=True)
+    assert truth.returncode == 0, truth.stderr
+    obj = load_object(path)
+    jumps = obj.map("jumps")
+    assert (jumps.type, jumps.key_size, jumps.value_size, jumps.max_entries) == (
+        "prog_array", 4, 4, 2)
+    with load_all(obj, loader=loader) as loaded:
+        assert loaded.results["jumper"].loaded, loaded.results["jumper"].error

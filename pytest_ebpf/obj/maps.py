@@ -233,6 +233,7 @@ def _btf_map(
     key_type: int | None = None
     value_type: int | None = None
     inner: Map | None = None
+    has_values = False
     for member in struct_type.members:
         mwhat = f"{what}: field {member.name!r}"
         if member.name in _INT_FIELDS:
@@ -243,6 +244,7 @@ def _btf_map(
             value_type = _pointee(btf, member.type, mwhat)
         elif member.name == "values":
             inner = _inner_map(btf, name, member.type, section, mwhat, depth)
+            has_values = True
     if "type" not in ints:
         raise ObjectError(f"{what}: BTF definition has no 'type' field")
     key_size = ints.get("key_size", 0)
@@ -258,8 +260,10 @@ def _btf_map(
                 "field of the bpf() call"
             )
     map_type = ints["type"]
-    if inner is not None and value_size == 0:
-        value_size = 4  # map-in-map values are u32 map fds
+    if has_values and value_size == 0:
+        # ``__array(values, ...)``: the values are u32 fds, of inner maps (map-in-map) or of
+        # programs (a PROG_ARRAY whose values point at functions), as libbpf sets them
+        value_size = 4
     extra = tuple(
         (k, v)
         for k, v in ints.items()
