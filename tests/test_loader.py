@@ -580,3 +580,26 @@ def test_prog_array_with_array_values(compile_c: Callable[..., Path], tmp_path: 
         "prog_array", 4, 4, 2)
     with load_all(obj, loader=loader) as loaded:
         assert loaded.results["jumper"].loaded, loaded.results["jumper"].error
+
+
+def test_builtins_are_made_static_as_aya_does(compile_c: Callable[..., Path],
+                                              tmp_path: Path) -> None:
+    """A global memset in the object (as Rust leaves it): libbpf hands the kernel the BTF as it
+    is and the kernel refuses the program (bpftool, the truth of that mode); Aya makes memset
+    static first, and so does the native loader, with a note: the program loads."""
+    path = compile_c((C_DIR / "ld_memset.c").read_text(), "ld_memset", "-fno-builtin")
+    obj = load_object(path)
+    assert obj.btf is not None
+    memset = obj.btf.find("memset", "func")
+    assert memset is not None and memset.linkage == "global"
+    pin = f"/sys/fs/bpf/{tmp_path.name}"
+    as_is = subprocess.run(["bpftool", "prog", "load", str(path), pin],
+                           capture_output=True, text=True, check=False)
+    Path(pin).unlink(missing_ok=True)
+    assert as_is.returncode != 0 and "Global function memset() doesn't return scalar" in \
+        as_is.stderr, as_is.stderr[-2000:]
+    with load_all(obj, loader="native") as loaded:
+        res = loaded.results["clears"]
+        assert res.loaded, res.error
+        assert any(n.startswith("memset() made static in the BTF, as aya-obj does")
+                   for n in res.notes), res.notes

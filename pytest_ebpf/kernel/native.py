@@ -103,11 +103,19 @@ def extras_from_image(obj: EbpfObject, image: ElfImage) -> _Extras:
 
 # --- BTF fix-ups --------------------------------------------------------------------------------
 
+BUILTIN_FUNCTIONS = frozenset({"memset", "memcpy", "memmove", "memcmp"})
+"""Compiler builtins Rust leaves as global functions; aya-obj makes them static in the BTF, so
+the kernel verifies them in their callers' context (as a global function, ``memset`` returns a
+pointer: "Global function memset() doesn't return scalar")."""
+
+
 def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
-    """The ``.BTF`` blob as the kernel needs it: DATASEC sizes from the ELF sections and
-    variable offsets from their symbols (:meth:`~pytest_ebpf.obj.btf.Btf.with_datasec_layout` on
-    the BTF model). Returns the new blob and remarks; :class:`ObjectError` when it is
-    malformed or a size or offset does not fit a DATASEC's u32."""
+    """The ``.BTF`` blob as the kernel needs it, as Aya loads it: DATASEC sizes from the ELF
+    sections and variable offsets from their symbols
+    (:meth:`~pytest_ebpf.obj.btf.Btf.with_datasec_layout`), and the compiler builtins of
+    :data:`BUILTIN_FUNCTIONS` made static. Returns the new blob and remarks (one per function
+    made static); :class:`ObjectError` when it is malformed or a size or offset does not fit a
+    DATASEC's u32."""
     btf = parse_btf(btf_raw, image.byteorder)
     sizes = {sec.name: sec.size for sec in image.sections[1:] if sec.name}
     by_index = {sec.index: sec.name for sec in image.sections[1:]}
@@ -117,7 +125,11 @@ def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
             section = by_index.get(sym.section_index)
             if section is not None:
                 offsets.setdefault((section, sym.name), sym.value)
-    return btf.with_datasec_layout(sizes, offsets), []
+    blob = btf.with_datasec_layout(sizes, offsets)
+    blob, made_static = btf.with_static_functions(BUILTIN_FUNCTIONS, blob)
+    notes = [f"{name}() made static in the BTF, as aya-obj does (the kernel verifies a "
+             "global function alone; compiler builtins break that)" for name in made_static]
+    return blob, notes
 
 
 # --- linking ------------------------------------------------------------------------------------

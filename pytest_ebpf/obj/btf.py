@@ -22,7 +22,7 @@ records from 1 in order; id 0 is ``void``.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
@@ -332,6 +332,23 @@ class Btf:
                                       f"{value}, more than its BTF DATASEC can describe (4 GiB)")
                 struct.pack_into(end + "I", blob, pos + _TYPE_SIZE + i * 12 + 4, value)
         return bytes(blob)
+
+    def with_static_functions(self, names: Collection[str], blob: bytes | None = None
+                              ) -> tuple[bytes, tuple[str, ...]]:
+        """*blob* (default: :attr:`raw`, or a same-layout copy such as
+        :meth:`with_datasec_layout` returns) with the global FUNCs named in *names* made
+        static, and the names changed. A global function is verified alone against its
+        prototype; a static one in its caller's context."""
+        end = "<" if self.header.byteorder == "little" else ">"
+        out = bytearray(self.raw if blob is None else blob)
+        changed = []
+        for t in self.types[1:]:
+            if t.kind == "func" and t.linkage == "global" and t.name in names:
+                pos = self.record_offsets[t.id] + 4  # the info word: vlen is the linkage
+                (info,) = struct.unpack_from(end + "I", out, pos)
+                struct.pack_into(end + "I", out, pos, info & ~0xFFFF)
+                changed.append(t.name)
+        return bytes(out), tuple(changed)
 
     def type(self, type_id: int) -> BtfType:
         """The type with this id (0 is void); ObjectError when there is none."""
