@@ -214,6 +214,12 @@ def _loads(item: EbpfCheck, obj: EbpfObject, verdict: ProgramVerdict) -> None:
     from pytest_ebpf.privileged import rejection
 
     result = loaded(item.config, obj).results[item.program]
+    if result.cause == "optional":  # a '?' section: the check asks for it by name
+        from pytest_ebpf.kernel.loader import load_program
+
+        with load_program(obj, item.program,
+                          loader=item.config.stash[SETTINGS_KEY].loader) as alone:
+            result = alone.results[item.program]
     _record(item, kernel="host", verdict="loaded" if result.loaded else "rejected",
             processed_insns=result.processed_insns, verified_insns=result.verified_insns,
             stack_depth="+".join(str(d) for d in result.stack_depth))

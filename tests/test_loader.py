@@ -23,6 +23,7 @@ from pytest_ebpf.kernel.bpftool import hide_programs
 from pytest_ebpf.kernel.loader import (
     BPFFS,
     LoadedObject,
+    LoaderError,
     bpftool_path,
     choose_loader,
     load_all,
@@ -603,3 +604,27 @@ def test_builtins_are_made_static_as_aya_does(compile_c: Callable[..., Path],
         assert res.loaded, res.error
         assert any(n.startswith("memset() made static in the BTF, as aya-obj does")
                    for n in res.notes), res.notes
+
+
+def test_optional_sections_are_listed_skipped_and_loadable_on_request(
+        compile_c: Callable[..., Path]) -> None:
+    """``SEC("?socket")``: the program is in the model (kind from the name after '?'), left out
+    of a whole-object load as libbpf leaves it out (not a failure), and loaded when asked for by
+    name; bpftool cannot load such an object at all (libbpf then refuses to pin it)."""
+    path = compile_c((C_DIR / "ld_optional.c").read_text(), "ld_optional")
+    obj = load_object(path)
+    prog = obj.program("optional_prog")
+    assert (prog.section, prog.kind.prog_type, prog.kind.autoload) == (
+        "?socket", "socket_filter", False)
+    assert obj.program("always").kind.autoload
+    assert choose_loader(obj, "auto")[0] == "native"
+    with pytest.raises(LoaderError, match=r"optional_prog in '\?' sections .* fix: "
+                                          r"--ebpf-loader=native"):
+        choose_loader(obj, "bpftool")
+    with load_all(obj, loader="native") as loaded:
+        skipped = loaded.results["optional_prog"]
+        assert not skipped.loaded and skipped.cause == "optional" and not skipped.failed
+        assert "starts with '?'" in skipped.why
+        assert loaded.results["always"].loaded
+    with load_program(obj, "optional_prog", loader="auto") as alone:
+        assert alone.results["optional_prog"].loaded

@@ -318,3 +318,19 @@ def test_log_of_an_unknown_program_is_one_error(mixed_obj: Path) -> None:
     near = cli("verify", str(mixed_obj), "--log", "goood")
     assert near.returncode == 2 and "did you mean 'good'?" in near.stderr
 
+
+
+def test_optional_sections_are_skipped_unless_asked_for(compile_c: Callable[..., Path]) -> None:
+    """A '?' program is listed as skipped (exit 0: not a failure); --optional loads it."""
+    path = compile_c((C_DIR / "ld_optional.c").read_text(), "ld_optional")
+    out, err = io.StringIO(), io.StringIO()
+    assert run_verify(path, out=out, err=err) == 0, err.getvalue()
+    rows = {line.split()[0]: line for line in out.getvalue().splitlines()[2:4]}
+    assert "skipped (?)" in rows["optional_prog"] and "loaded" in rows["always"]
+    assert "1 program(s) in '?' sections not loaded (libbpf's marker); --optional loads them" \
+        in out.getvalue()
+    out = io.StringIO()
+    assert run_verify(path, out=out, err=err, optional=True, as_json=True) == 0
+    doc = json.loads(out.getvalue())
+    assert {p["name"]: p["loaded"] for p in doc["programs"]} == {"optional_prog": True,
+                                                                 "always": True}

@@ -38,7 +38,7 @@ def _verify(args: argparse.Namespace) -> int:
         os.environ[MAX_OBJECT_SIZE_ENV] = str(args.max_object_size)
 
     code: int = run_verify(args.object, as_json=args.json or args.pretty, loader=args.loader,
-                           pretty=args.pretty, log=args.log)
+                           pretty=args.pretty, log=args.log, optional=args.optional)
     return code
 
 
@@ -117,6 +117,9 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--log", nargs="?", const=True, default=False, metavar="PROGRAM",
                      help="also print the verifier log of every program, or of PROGRAM "
                           "(put --log after the object)")
+    ver.add_argument("--optional", action="store_true",
+                     help="also load the programs of '?' sections (libbpf's no-autoload "
+                          "marker), each alone")
     _max_size_option(ver)
     ver.set_defaults(func=_verify)
     cmp = sub.add_parser("compare", help="compare two reports (--ebpf-save-baseline) and fail "

@@ -5,7 +5,8 @@ shown as loaded even when another program of the object is rejected (see
 :mod:`pytest_ebpf.kernel.bpftool`). ``--log`` also prints the verifier log of every program, or
 of the one named.
 
-Exit status: 0 when every program loaded, 1 when the verifier rejected some, 2 when the object
+Exit status: 0 when every program loaded (``?`` sections are skipped unless ``--optional``), 1
+when the verifier rejected some, 2 when the object
 cannot be read, a program named for ``--log`` does not exist, or nothing can be loaded on this
 machine (not root, no CAP_BPF...), 128+N when
 stopped by signal N (SIGTERM, SIGHUP: it cleans up first, like Ctrl-C). Nothing stays loaded or
@@ -21,7 +22,7 @@ import sys
 from typing import Any, TextIO
 
 from pytest_ebpf.errors import EbpfError, ObjectError
-from pytest_ebpf.kernel.loader import LoadResult, load_all, nearest
+from pytest_ebpf.kernel.loader import LoadResult, load_all, load_program, nearest
 from pytest_ebpf.kernel.pins import Terminated, install_signal_cleanup, remove_stale_pin_dirs
 
 __all__ = ["run_verify"]
@@ -49,6 +50,8 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
 def _verdict(result: LoadResult) -> str:
     if result.loaded:
         return "loaded"
+    if result.cause == "optional":
+        return "skipped (?)"
     return "REJECTED" if (result.cause or "verifier") == "verifier" else "NOT LOADED"
 
 
@@ -68,8 +71,11 @@ def run_verify(
     err: TextIO | None = None,
     pretty: bool = False,
     log: bool | str = False,
+    optional: bool = False,
 ) -> int:
     """Load every program of the object at *path*, print the verdicts, unload; exit status.
+    Programs of ``?`` sections are listed as skipped (not a failure); *optional* loads them
+    too, each alone.
 
     JSON is one line; *pretty* indents it. *log*: True adds every program's verifier log (after
     the table; in JSON, a ``log`` field), a program name only that program's."""
@@ -105,6 +111,11 @@ def run_verify(
         with load_all(obj, loader=loader) as loaded:
             results = list(loaded.results.values())
             chosen, reason = loaded.loader, loaded.reason
+        if optional:  # the '?' programs on request, each alone
+            for i, r in enumerate(results):
+                if r.cause == "optional":
+                    with load_program(obj, r.program, loader=loader) as alone:
+                        results[i] = alone.results[r.program]
     except Terminated as exc:
         err.write(f"error: {label}: {exc}; nothing is left loaded or pinned\n")
         return 128 + exc.signum
@@ -148,12 +159,16 @@ def run_verify(
             ])  # fmt: skip
         if results:
             _table(rows, out)
-        failed = [r for r in results if not r.loaded]
+        failed = [r for r in results if r.failed]
+        skipped = len(results) - len(failed) - sum(r.loaded for r in results)
+        if skipped:
+            out.write(f"{skipped} program(s) in '?' sections not loaded (libbpf's marker); "
+                      "--optional loads them\n")
         if failed:
             verb = ("rejected" if all((r.cause or "verifier") == "verifier" for r in failed)
                     else "not loaded")
             out.write(f"{len(failed)} of {len(results)} programs {verb}\n")
         else:
-            out.write(f"all {len(results)} programs loaded\n")
+            out.write(f"all {len(results) - skipped} programs loaded\n")
         _write_logs(shown, out)
-    return 0 if all(r.loaded for r in results) else 1
+    return 1 if any(r.failed for r in results) else 0

@@ -91,6 +91,11 @@ def _aya_btf_maps(obj: EbpfObject) -> list[str]:
     return out
 
 
+def _optional(obj: EbpfObject) -> list[str]:
+    """Programs of ``?`` sections (libbpf's "do not load unless asked")."""
+    return [p.name for p in obj.programs if not p.kind.autoload]
+
+
 def unsafe_pin_names(obj: EbpfObject) -> list[str]:
     """Program and map names that libbpf would turn into pin paths outside its directory."""
     names = [p.name for p in obj.programs] + [m.name for m in obj.maps]
@@ -105,6 +110,13 @@ def choose_loader(obj: EbpfObject, requested: str = "auto") -> tuple[LoaderName,
     if requested == "bpftool":
         if bpftool_path() is None:
             raise LoaderError("bpftool was requested but is not installed (not on $PATH)")
+        optional = _optional(obj)
+        if optional:
+            raise LoaderError(
+                f"bpftool cannot load this object: {', '.join(optional)} in '?' sections "
+                "(libbpf leaves them unloaded, then bpftool cannot pin them); fix: "
+                "--ebpf-loader=native (--loader native), which loads them on request"
+            )
         unsafe = unsafe_pin_names(obj)
         if unsafe:
             raise LoaderError(
@@ -126,6 +138,10 @@ def choose_loader(obj: EbpfObject, requested: str = "auto") -> tuple[LoaderName,
         return "native", (
             f"native: Aya-style BTF map definitions that libbpf refuses ({', '.join(aya)})"
         )
+    optional = _optional(obj)
+    if optional:
+        return "native", (f"native: programs in '?' sections that bpftool cannot pin "
+                          f"({', '.join(optional)})")
     unsafe = unsafe_pin_names(obj)
     if unsafe:
         return "native", (f"native: names that libbpf would pin outside its directory "

@@ -436,7 +436,15 @@ def load_native(
 ) -> None:
     """Fill *loaded* with one result per program (all, or just *only*)."""
     obj = loaded.object
-    programs = [p for p in obj.programs if only is None or p.name == only]
+    programs = [p for p in obj.programs
+                if p.name == only or (only is None and p.kind.autoload)]
+    if only is None:
+        for prog in obj.programs:
+            if not prog.kind.autoload:
+                loaded._add_program(_failed(
+                    prog, f"not loaded: section {prog.section!r} starts with '?', which loaders "
+                          "leave out unless the program is asked for by name (ebpf_load(NAME), "
+                          "load_program)", cause="optional"), None)
     if obj.byteorder != sys.byteorder:
         for prog in programs:
             loaded._add_program(

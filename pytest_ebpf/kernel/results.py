@@ -34,7 +34,7 @@ from pytest_ebpf.kernel.pins import (
 from pytest_ebpf.obj.model import EbpfObject
 
 LoaderName = Literal["bpftool", "native"]
-Cause = Literal["verifier", "permission", "open", "loader"]
+Cause = Literal["verifier", "permission", "open", "loader", "optional"]
 Requested = Literal["auto", "bpftool", "native"]
 KeyLike = Union[bytes, bytearray, int, ctypes.Structure, ctypes.Union, ctypes.Array]  # type: ignore[type-arg]
 
@@ -109,8 +109,14 @@ class LoadResult:
     cause: Cause | None = None
     """Why it is not loaded: ``verifier`` (the verifier rejected it), ``permission`` (this
     process lacks a capability), ``open`` (bpftool/libbpf could not open the object),
-    ``loader`` (the loader could not prepare it: linking, an unsupported feature...). None when
+    ``loader`` (the loader could not prepare it: linking, an unsupported feature...),
+    ``optional`` (a ``?`` section, left out unless asked for by name: not a failure). None when
     loaded; a rejection without a cause is the verifier's."""
+
+    @property
+    def failed(self) -> bool:
+        """Not loaded, and not because it was left out on purpose (a ``?`` section)."""
+        return not self.loaded and self.cause != "optional"
 
     @property
     def why(self) -> str:

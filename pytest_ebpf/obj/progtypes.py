@@ -20,7 +20,7 @@ and ``enum bpf_attach_type`` names without their ``BPF_PROG_TYPE_`` / ``BPF_`` p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from pytest_ebpf.abi import AttachType, ProgType
@@ -58,6 +58,9 @@ class ProgramKind:
     """True for XDP programs that accept multi-buffer frames (``xdp.frags``)."""
     keyword: str = ""
     """The section-name keyword that matched (``kprobe``, ``cgroup/connect4``, ``xdp``...)."""
+    autoload: bool = True
+    """False for a ``?``-prefixed section (libbpf's ``SEC("?xdp")``): loaders leave the program
+    out unless it is asked for by name."""
 
     @property
     def prog_type_id(self) -> ProgType:
@@ -261,8 +264,13 @@ def _kind(row: _Row, target: str | None) -> ProgramKind:
 def program_type(section_name: str) -> ProgramKind | None:
     """The program kind a section name declares, or None for a section that holds no program.
 
-    Recognises libbpf's ``SEC()`` names and the names Aya's macros emit (see the module doc).
+    Recognises libbpf's ``SEC()`` names and the names Aya's macros emit (see the module doc);
+    a leading ``?`` (libbpf: not loaded unless asked for) gives the same kind with
+    :attr:`ProgramKind.autoload` False.
     """
+    if section_name.startswith("?"):
+        optional = program_type(section_name[1:])
+        return None if optional is None else replace(optional, autoload=False)
     if not section_name or section_name.startswith("."):
         return None
     for row in _TABLE:
