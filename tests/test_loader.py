@@ -628,3 +628,17 @@ def test_optional_sections_are_listed_skipped_and_loadable_on_request(
         assert loaded.results["always"].loaded
     with load_program(obj, "optional_prog", loader="auto") as alone:
         assert alone.results["optional_prog"].loaded
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_infinite_loop_reason_is_the_decisive_line(compile_c: Callable[..., Path],
+                                                   loader: str) -> None:
+    """After "infinite loop detected" the kernel dumps the current and old states; the reason
+    is the line before them."""
+    obj = load_object(compile_c((C_DIR / "ld_infinite_loop.c").read_text(), "ld_loop"))
+    with load_all(obj, loader=loader) as loaded:
+        res = loaded.results["spins"]
+    assert not res.loaded
+    assert res.error is not None and re.fullmatch(r"infinite loop detected at insn \d+",
+                                                  res.error), res.error
+    assert "old state: " in res.log

@@ -21,6 +21,9 @@ _PROCESSED = re.compile(r"^processed (\d+) insns\b")
 _STACK_DEPTH = re.compile(r"^stack depth (\d+(?:\+\d+)*)\s*$")
 _INSN = re.compile(r"^(\d+): (\([0-9a-f]{2}\) .*)$")
 _STATS_PREFIXES = ("verification time ", "stack depth ")
+# State dumps the kernel prints after its reason ("infinite loop detected at insn 3" is followed
+# by "cur state: ..." and "old state: ..."): never the decisive line.
+_AFTER_REASON = ("cur state: ", "old state: ")
 # Lines that close a successful walk, never an error.
 _SUCCESS_TAIL = re.compile(
     r"^(\d+: \([0-9a-f]{2}\) |from \d+ to \d+: |\d+: safe$|safe$|Func#\d+ .* is safe|Validating )"
@@ -78,7 +81,7 @@ def parse_verifier_log(log: str, *, failed: bool | None = None) -> VerifierSumma
         candidate = None
         for line in reversed(lines[:end]):
             text = line.strip()
-            if text and not text.startswith(_STATS_PREFIXES):
+            if text and not text.startswith(_STATS_PREFIXES + _AFTER_REASON):
                 candidate = text
                 break
         if candidate is not None and (failed or not _SUCCESS_TAIL.match(candidate)):
