@@ -160,17 +160,35 @@ def ebpf_load(pytestconfig: pytest.Config, ebpf_object: Any
             loaded.close()
 
 
+def _as_input(what: str, value: object, program: str) -> bytes:
+    """Test-run input as bytes: bytes-like, or anything with ``__bytes__`` (a scapy packet)."""
+    __tracebackhide__ = True
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    to_bytes = getattr(type(value), "__bytes__", None)
+    if to_bytes is not None:
+        out = to_bytes(value)
+        if isinstance(out, bytes):
+            return out
+    pytest.fail(f"ebpf_run({program!r}, {what}=...): a {type(value).__name__} is not input; "
+                "give bytes or an object with __bytes__ (e.g. a scapy packet: "
+                "Ether()/IP()/UDP())", pytrace=False)
+
+
 @pytest.fixture
 def ebpf_run(ebpf_loaded: LoadedObject, ebpf_object: Any
              ) -> Callable[..., TestRunResult]:
     """``ebpf_run(program, data=b"", ctx=None, repeat=1) -> TestRunResult(retval, data_out,
-    ctx_out, duration_ns)`` through BPF_PROG_TEST_RUN, called directly (no subprocess)."""
+    ctx_out, duration_ns)`` through BPF_PROG_TEST_RUN, called directly (no subprocess).
+    ``data`` and ``ctx`` are bytes or anything with ``__bytes__`` (a scapy packet)."""
     from pytest_ebpf.kernel.bpf import KernelError, prog_test_run
     from pytest_ebpf.kernel.loader import nearest
 
-    def run(program: str, data: bytes = b"", ctx: bytes | None = None,
+    def run(program: str, data: object = b"", ctx: object = None,
             repeat: int = 1) -> TestRunResult:
         __tracebackhide__ = True
+        data_in = _as_input("data", data, program)
+        ctx_in = None if ctx is None else _as_input("ctx", ctx, program)
         result = ebpf_loaded.results.get(program)
         if result is None:
             names = ", ".join(sorted(ebpf_loaded.results)) or "none"
@@ -180,7 +198,7 @@ def ebpf_run(ebpf_loaded: LoadedObject, ebpf_object: Any
         if not result.loaded:
             pytest.fail(rejection(result, ebpf_object), pytrace=False)
         try:
-            return prog_test_run(ebpf_loaded.prog_fd(program), data_in=data, ctx_in=ctx,
+            return prog_test_run(ebpf_loaded.prog_fd(program), data_in=data_in, ctx_in=ctx_in,
                                  repeat=repeat)
         except KernelError as exc:
             pytest.fail(f"ebpf_run({program!r}): {exc}", pytrace=False)

@@ -136,3 +136,28 @@ def test_unprivileged_user_skips_or_fails_with_the_exact_reason(
             cwd=work, capture_output=True, text=True, timeout=120)
         assert expect in proc.stdout, proc.stdout + proc.stderr
         assert "run as root or grant CAP_BPF" in proc.stdout, proc.stdout
+
+
+def test_run_takes_scapy_packets_and_names_bad_input(
+        pytester: pytest.Pytester, example_object: Callable[[str], Path]) -> None:
+    """``data=`` takes bytes or anything with ``__bytes__`` (a scapy packet); anything else is
+    one clear failure naming the accepted forms."""
+    obj = example_object("bpfel-unknown-none")
+    pytester.makepyfile(test_scapy="""
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+def test_packet(ebpf_run):
+    pkt = Ether() / IP(src="10.0.0.7", dst="10.0.0.9") / UDP()
+    assert ebpf_run("lock", data=pkt).retval == 2  # XDP_PASS: not blocked
+    assert ebpf_run("lock", data=bytearray(bytes(pkt))).retval == 2
+
+def test_not_input(ebpf_run):
+    ebpf_run("lock", data=12345)
+""")
+    result = pytester.runpytest_subprocess(f"--ebpf-object={obj}", "--ebpf-privileged=require",
+                                           "-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*ebpf_run('lock', data=...): a int is not input; give bytes or an object with "
+        "__bytes__ (e.g. a scapy packet: Ether()/IP()/UDP())*"])

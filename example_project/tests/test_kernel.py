@@ -4,36 +4,28 @@ import socket
 import struct
 
 import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Ether
 
 from pytest_ebpf.analysis.stack import program_stack
 
 pytestmark = pytest.mark.ebpf_privileged
 
 XDP_DROP, XDP_PASS = 1, 2
-MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+MAC_A, MAC_B = "02:00:00:00:00:01", "02:00:00:00:00:02"
 
 
-def ethernet(ethertype: int, payload: bytes) -> bytes:
-    return MAC_B + MAC_A + struct.pack("!H", ethertype) + payload
+def ipv4(src: str, dst: str = "10.0.0.9") -> Ether:
+    return Ether(src=MAC_A, dst=MAC_B) / IP(src=src, dst=dst) / UDP(sport=1234, dport=53)
 
 
-def ipv4(src: str, dst: str = "10.0.0.9") -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0,
-                         socket.inet_aton(src), socket.inet_aton(dst))
-    return ethernet(0x0800, header + struct.pack("!HHHH", 1234, 53, 8, 0))
+def ipv6() -> Ether:
+    return Ether(src=MAC_A, dst=MAC_B) / IPv6(src="fd00::1", dst="fd00::2") / UDP()
 
 
-def ipv6() -> bytes:
-    header = struct.pack("!IHBB16s16s", 6 << 28, 8, 17, 64,
-                         socket.inet_pton(socket.AF_INET6, "fd00::1"),
-                         socket.inet_pton(socket.AF_INET6, "fd00::2"))
-    return ethernet(0x86DD, header + bytes(8))
-
-
-def arp() -> bytes:
-    body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, MAC_A,
-                       socket.inet_aton("10.0.0.1"), bytes(6), socket.inet_aton("10.0.0.9"))
-    return ethernet(0x0806, body)
+def arp() -> Ether:
+    return Ether(src=MAC_A, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.0.0.1", pdst="10.0.0.9")
 
 
 @pytest.fixture
@@ -58,7 +50,7 @@ def test_blocked_source_is_dropped(ebpf_run, blocked):
     assert ebpf_run("lock", data=ipv4("10.0.0.2")).retval == XDP_PASS
 
 
-@pytest.mark.parametrize("packet", [ipv6(), arp(), ipv4("10.0.0.1")[:20]],
+@pytest.mark.parametrize("packet", [ipv6(), arp(), bytes(ipv4("10.0.0.1"))[:20]],
                          ids=["ipv6", "arp", "truncated-ipv4"])
 def test_other_traffic_passes(ebpf_run, blocked, packet):
     assert ebpf_run("lock", data=packet).retval == XDP_PASS
