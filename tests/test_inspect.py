@@ -181,3 +181,28 @@ def test_json_is_one_line_and_pretty_indents_it(lock_obj: Path) -> None:
     assert compact.stdout.count("\n") == 1  # one document, one line: easy to pipe into jq
     assert pretty.stdout.startswith('{\n  "path": ')
     assert json.loads(compact.stdout) == json.loads(pretty.stdout)
+
+
+def test_global_data_is_listed_with_sizes(compile_c: Callable[..., Path]) -> None:
+    """.data, .rodata and .bss (a map each when loaded) with their sizes and variables, as
+    pyelftools reads the sections and the symbol table."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    path = compile_c((C_DIR / "ld_globals.c").read_text(), "ld_globals")
+    doc = json.loads(_inspect(str(path), "--json").stdout)
+    with path.open("rb") as fh:
+        elf = ELFFile(fh)
+        sizes = {s.name: s["sh_size"] for s in elf.iter_sections()
+                 if s.name in (".data", ".rodata", ".bss")}
+        symtab = elf.get_section_by_name(".symtab")
+        assert isinstance(symtab, SymbolTableSection)
+        names = {s.name: elf.get_section(s["st_shndx"]).name for s in symtab.iter_symbols()
+                 if s["st_info"]["type"] == "STT_OBJECT" and isinstance(s["st_shndx"], int)}
+    assert {d["section"]: d["size"] for d in doc["data"]} == sizes
+    for d in doc["data"]:
+        assert {v["name"] for v in d["variables"]} == {n for n, sec in names.items()
+                                                       if sec == d["section"]}
+    table = _inspect(str(path)).stdout
+    assert "global data (a map each when loaded" in table
+    assert re.search(r"^\.rodata\s+rodata\s+\d+\s+ro_var$", table, re.M), table

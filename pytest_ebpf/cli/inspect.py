@@ -107,6 +107,16 @@ def inspect_data(obj: EbpfObject, kernels: tuple[KernelProfile, ...]) -> dict[st
             }
             for m in obj.maps
         ],
+        "data": [
+            {
+                "section": d.name,
+                "kind": d.kind,
+                "size": d.size,
+                "variables": [{"name": v.name, "offset": v.offset, "size": v.size}
+                              for v in d.symbols],
+            }
+            for d in obj.data_sections
+        ],
         "programs": programs,
         "problems": list(obj.problems),
     }
@@ -164,6 +174,15 @@ def render_table(data: dict[str, Any], out: TextIO) -> None:
         _table(rows, out)
     else:
         out.write("  (none)\n")
+    if data["data"]:
+        out.write("\nglobal data (a map each when loaded, as Aya and libbpf make them):\n")
+        rows = [["section", "kind", "size", "variables"]]
+        for d in data["data"]:
+            listed = ", ".join(v["name"] for v in d["variables"][:6])
+            more = len(d["variables"]) - 6
+            rows.append([d["section"], d["kind"], str(d["size"]),
+                         (listed + (f" +{more}" if more > 0 else "")) or "-"])
+        _table(rows, out)
     findings = [f for p in data["programs"] for f in p["findings"]]
     out.write(f"\nfindings: {len(findings) or 'none'}\n")
     for f in findings:
