@@ -642,3 +642,47 @@ def test_infinite_loop_reason_is_the_decisive_line(compile_c: Callable[..., Path
     assert res.error is not None and re.fullmatch(r"infinite loop detected at insn \d+",
                                                   res.error), res.error
     assert "old state: " in res.log
+
+
+def _bpftool_alone(path: Path, program: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``bpftool prog load`` of one program (the others hidden): the kernel's truth for it."""
+    from pytest_ebpf.kernel.bpftool import hide_programs
+
+    obj = load_object(path)
+    copy = tmp_path / f"only-{program}.o"
+    copy.write_bytes(hide_programs(obj, [p.name for p in obj.programs if p.name != program]))
+    pin = f"/sys/fs/bpf/{tmp_path.name}-{program}"
+    try:
+        return subprocess.run(["bpftool", "prog", "load", str(copy), pin],
+                              capture_output=True, text=True, check=False)
+    finally:
+        Path(pin).unlink(missing_ok=True)
+
+
+@needs_bpftool
+def test_kernel_btf_attach_targets(compile_c: Callable[..., Path], tmp_path: Path) -> None:
+    """tp_btf and iter programs get their attach_btf_id from the kernel's BTF and the kernel's
+    verdict, which bpftool (libbpf) loading each alone confirms; fentry and lsm meet a kernel
+    without trampolines (EPERM before verification: no verdict, and said so); a target the
+    kernel lacks is refused by name."""
+    truth = compile_c((C_DIR / "ld_btf_targets.c").read_text(), "ld_btf_truth", "-DTRUTH")
+    said = {}
+    for name, ok in (("on_exec", True), ("eighth_arg", False), ("on_task", True)):
+        proc = _bpftool_alone(truth, name, tmp_path)
+        assert (proc.returncode == 0) == ok, (name, proc.stderr[-1500:])
+        said[name] = proc.stderr
+    obj = load_object(compile_c((C_DIR / "ld_btf_targets.c").read_text(), "ld_btf_targets"))
+    with load_all(obj, loader="native") as loaded:
+        r = loaded.results
+        assert r["on_exec"].loaded and r["on_task"].loaded, (r["on_exec"], r["on_task"])
+        assert any(n.startswith("attach target: TYPEDEF btf_trace_sched_process_exec")
+                   for n in r["on_exec"].notes)
+        assert not r["eighth_arg"].loaded and r["eighth_arg"].cause == "verifier"
+        assert r["eighth_arg"].error == "invalid bpf_context access off=56 size=8"
+        assert r["eighth_arg"].error in said["eighth_arg"]  # the kernel's words, via libbpf
+        for name in ("on_sleep", "on_open"):
+            assert not r[name].loaded and r[name].cause == "permission"
+            assert (r[name].error or "").startswith(
+                "the kernel refused to attach a trampoline (EPERM before verification"), r[name]
+        assert r["missing"].cause == "loader" and "no TYPEDEF 'btf_trace_no_such_tracepoint'" \
+            in (r["missing"].error or "")

@@ -46,7 +46,8 @@ from pytest_ebpf.kernel.bpf import (
 from pytest_ebpf.kernel.layout import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 from pytest_ebpf.kernel.pins import pin_name
 from pytest_ebpf.kernel.results import Cause, LoadedObject, LoadResult, MapHandle
-from pytest_ebpf.kernel.sys import permission_message
+from pytest_ebpf.kernel.sys import has_admin, permission_message
+from pytest_ebpf.kernel.targets import TargetError, attach_target, needs_target
 from pytest_ebpf.obj.btf import parse_btf
 from pytest_ebpf.obj.btf_ext import raw_line_info
 from pytest_ebpf.obj.elf import ElfImage
@@ -57,8 +58,15 @@ __all__ = ["LinkedProgram", "fix_btf", "link_program", "load_native"]
 _INSN = 8
 _LD_IMM64 = 0x18
 
-# Program types whose loads need a kernel BTF target (attach_btf_id): not resolved here.
-_NEEDS_BTF_TARGET = frozenset({ProgType.TRACING, ProgType.LSM, ProgType.EXT, ProgType.STRUCT_OPS})
+# Programs the kernel attaches through a BPF trampoline: a kernel (or a guest) without
+# trampolines refuses their load with EPERM before the verifier runs, even for root.
+_TRAMPOLINES = frozenset({"fentry", "fexit", "fmod_ret", "fsession", "lsm", "lsm_cgroup"})
+_TRAMPOLINE_REFUSED = (
+    "the kernel refused to attach a trampoline (EPERM before verification, with every "
+    "capability): this kernel cannot run {label} programs here (no BPF trampolines on this "
+    "machine, e.g. a guest without them); the verifier never saw the program, so this is no "
+    "verdict; fix: check it on a kernel that has trampolines (a VM)"
+)
 
 
 class _LinkError(EbpfError):
@@ -489,10 +497,13 @@ def _load_one(
 ) -> tuple[LoadResult, Fd | None]:
     kind = prog.kind
     prog_type = kind.prog_type_id
-    if prog_type in _NEEDS_BTF_TARGET:
-        return _failed(prog, f"{kind.label} programs need a kernel BTF attach target "
-                             "(attach_btf_id), which the native loader does not resolve; use "
-                             "the bpftool loader", notes=notes), None  # fmt: skip
+    attach_btf_id = 0
+    if needs_target(kind):
+        try:
+            attach_btf_id, target = attach_target(kind)
+        except TargetError as exc:
+            return _failed(prog, str(exc), notes=notes), None
+        notes = (*notes, f"attach target: {target} (kernel BTF type {attach_btf_id})")
     try:
         linked = link_program(prog, extras)
         insns = bytearray(linked.insns)
@@ -508,6 +519,7 @@ def _load_one(
     kprobe = prog_type == ProgType.KPROBE
     kern_version = obj.kernel_version or (_kernel_version_code() if kprobe else 0)
 
+    refused = ""  # the kernel's refusal when it gave no log
     # One load, and its answer is the verdict: no retry in another mode (a program the kernel
     # refuses with BTF, e.g. a global function that breaks its prototype, must not "load"
     # without it). Aya does the same: only the object's BTF itself may be dropped, when the
@@ -518,17 +530,23 @@ def _load_one(
             expected_attach_type=attach, log_level=log_level, btf_fd=btf_fd,
             func_info=linked.func_info if btf_fd is not None else b"",
             line_info=linked.line_info if btf_fd is not None else b"",
-            kern_version=kern_version, prog_flags=flags,
+            kern_version=kern_version, prog_flags=flags, attach_btf_id=attach_btf_id,
         )  # fmt: skip
         fd, log, err = out.fd, out.log, out.errno
     except KernelError as exc:
-        fd, log, err = None, exc.log or str(exc), exc.errno
+        fd, log, err = None, exc.log or "", exc.errno
+        if not log:
+            refused = str(exc)
     summary = parse_verifier_log(log, failed=fd is None)
     if fd is None:
         if err == _errno.EPERM:
-            return _failed(prog, permission_message(kind.prog_type), log, notes,
+            if kind.label in _TRAMPOLINES and not log.strip() and has_admin():
+                return _failed(prog, _TRAMPOLINE_REFUSED.format(label=kind.label), log, notes,
+                               cause="permission"), None
+            return _failed(prog, permission_message(kind.prog_type), log or refused, notes,
                            cause="permission"), None
-        error = summary.error_line or f"load failed: {os.strerror(err) if err else 'unknown'}"
+        error = summary.error_line or refused or \
+            f"load failed: {os.strerror(err) if err else 'unknown'}"
         return _failed(prog, error, log, notes, cause="verifier"), None
     info = prog_info(fd)
     return (

@@ -225,6 +225,12 @@ def type_phrase(prog_type: str) -> str:
     return f"{article} {shown} program"
 
 
+def has_admin(caps: int | None = None) -> bool:
+    """Does this process have CAP_SYS_ADMIN (every capability a load can need)?"""
+    caps = effective_caps() if caps is None else caps
+    return caps is not None and bool(caps >> CAP_SYS_ADMIN & 1)
+
+
 def permission_message(prog_type: str, caps: int | None = None) -> str:
     """Why loading a *prog_type* program was refused with EPERM: the capabilities it needs and
     the ones this process lacks (from its effective set)."""
