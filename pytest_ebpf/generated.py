@@ -149,7 +149,8 @@ def loaded(config: pytest.Config, obj: EbpfObject) -> LoadedObject:
         from pytest_ebpf.privileged import prepare
 
         prepare()
-        result = load_all(obj, loader=config.stash[SETTINGS_KEY].loader)
+        settings = config.stash[SETTINGS_KEY]
+        result = load_all(obj, loader=settings.loader, max_entries=settings.map_sizes)
         config.stash[LOADED_KEY] = result
         config.add_cleanup(result.close)
     return config.stash[LOADED_KEY]
@@ -217,8 +218,9 @@ def _loads(item: EbpfCheck, obj: EbpfObject, verdict: ProgramVerdict) -> None:
     if result.cause == "optional":  # a '?' section: the check asks for it by name
         from pytest_ebpf.kernel.loader import load_program
 
-        with load_program(obj, item.program,
-                          loader=item.config.stash[SETTINGS_KEY].loader) as alone:
+        settings = item.config.stash[SETTINGS_KEY]
+        with load_program(obj, item.program, loader=settings.loader,
+                          max_entries=settings.map_sizes) as alone:
             result = alone.results[item.program]
     _record(item, kernel="host", verdict="loaded" if result.loaded else "rejected",
             processed_insns=result.processed_insns, verified_insns=result.verified_insns,

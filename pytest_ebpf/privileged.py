@@ -125,7 +125,8 @@ def ebpf_loaded(pytestconfig: pytest.Config, ebpf_object: Any) -> Iterator[Loade
     enforce(pytestconfig)
     prepare()
     pins = session_pin_dir()
-    loaded = load_all(ebpf_object, loader=_loader(pytestconfig), pin_dir=pins)
+    loaded = load_all(ebpf_object, loader=_loader(pytestconfig), pin_dir=pins,
+                      max_entries=_settings(pytestconfig).map_sizes)
     verdicts = ", ".join(f"{r.program} {'loaded' if r.loaded else 'REJECTED'}"
                          for r in loaded.results.values())
     pytestconfig.stash[LOADER_KEY] = f"loader {loaded.loader} ({loaded.reason}): {verdicts}"
@@ -149,6 +150,7 @@ def ebpf_load(pytestconfig: pytest.Config, ebpf_object: Any
 
     def load(program: str, **options: Any) -> LoadedObject:
         options.setdefault("loader", _loader(pytestconfig))
+        options.setdefault("max_entries", _settings(pytestconfig).map_sizes)
         loaded = load_program(ebpf_object, program, **options)
         opened.append(loaded)
         return loaded

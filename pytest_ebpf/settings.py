@@ -97,6 +97,9 @@ OPTIONS: tuple[Option, ...] = (
            default="auto", choices=("auto", "require", "no")),
     Option("max_object_size", "refuse eBPF object files larger than this (bytes, or with a "
            "K/M/G suffix) before reading them", default="256M"),
+    Option("map_sizes", "maps sized at load time, as Aya's EbpfLoader::set_max_entries: "
+           "NAME=ENTRIES, comma-separated (e.g. EVENTS=4096 for a ring buffer declared with "
+           "size 0); the native loader applies them", default=""),
     Option("loader", "how programs are loaded: auto (bpftool when libbpf can open the object, "
            "else native), bpftool, native (our bpf() loader, for Aya objects)",
            default="auto", choices=("auto", "bpftool", "native")),
@@ -223,6 +226,7 @@ class Settings:
     baseline: Path | None = None
     baseline_thresholds: dict[str, Threshold] = field(default_factory=dict)
     privileged: Literal["auto", "require", "no"] = "auto"
+    map_sizes: dict[str, int] = field(default_factory=dict)
     loader: Literal["auto", "bpftool", "native"] = "auto"
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
 
@@ -339,7 +343,8 @@ def load_settings(config: pytest.Config) -> Settings:
 
     for name in ("toolchain", "target", "profile", "features", "build_std", "kernel",
                  "stack_frame", "checks", "skip_rules", "budget", "report", "save_baseline",
-                 "baseline", "baseline_threshold", "privileged", "loader", "max_object_size"):
+                 "baseline", "baseline_threshold", "privileged", "map_sizes", "loader",
+                 "max_object_size"):
         values[name] = resolve(config, name, from_project)
     try:
         parse_size(values["max_object_size"].value or "")
@@ -354,6 +359,7 @@ def load_settings(config: pytest.Config) -> Settings:
     skip = _skip_rules(values["skip_rules"])
     budgets = _budgets(crate, values["budget"])
     thresholds = _thresholds(values["baseline_threshold"])
+    map_sizes = _map_sizes(values["map_sizes"])
     _check_build_std(values["build_std"])
     if crate is not None and crate.config.build_std:
         chosen = values["build_std"]
@@ -383,6 +389,7 @@ def load_settings(config: pytest.Config) -> Settings:
                        else None),
         baseline=_path(values["baseline"], rootdir) if raw["baseline"] else None,
         baseline_thresholds=thresholds,
+        map_sizes=map_sizes,
         privileged=cast(Literal["auto", "require", "no"], raw["privileged"] or "auto"),
         loader=cast(Literal["auto", "bpftool", "native"], raw["loader"] or "auto"),
         max_object_size=parse_size(raw["max_object_size"] or "256M"),
@@ -429,6 +436,19 @@ def _budgets(crate: Crate | None, res: Resolved) -> Budgets:
     except (BudgetError, CrateError) as exc:
         raise pytest.UsageError(f"{exc}; fix: write budgets as FIGURE = LIMIT (stack, "
                                 "instructions, processed_insns)") from exc
+
+
+def _map_sizes(res: Resolved) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in (res.value or "").split(",")):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit() or int(value) <= 0:
+            raise pytest.UsageError(f"{res.spelled(option('map_sizes'))}: {part!r} is not "
+                                    "NAME=ENTRIES (a positive number), e.g. EVENTS=4096")
+        out[name.strip()] = int(value)
+    return out
 
 
 def _thresholds(res: Resolved) -> dict[str, Threshold]:

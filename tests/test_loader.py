@@ -686,3 +686,26 @@ def test_kernel_btf_attach_targets(compile_c: Callable[..., Path], tmp_path: Pat
                 "the kernel refused to attach a trampoline (EPERM before verification"), r[name]
         assert r["missing"].cause == "loader" and "no TYPEDEF 'btf_trace_no_such_tracepoint'" \
             in (r["missing"].error or "")
+
+
+def test_maps_sized_at_load_time(compile_c: Callable[..., Path]) -> None:
+    """A ring buffer of size 0 in the object: not created without a size (the fix named), the
+    program loads and writes to it with one (max_entries, as Aya's set_max_entries); a size
+    for a map that does not exist, or for bpftool, is one clear error."""
+    obj = load_object(compile_c((C_DIR / "ld_ringbuf.c").read_text(), "ld_ringbuf"))
+    assert (obj.map("events").type, obj.map("events").max_entries) == ("ringbuf", 0)
+    with load_all(obj, loader="native") as loaded:
+        res = loaded.results["emit"]
+        assert not res.loaded and res.cause == "loader"
+        assert "ringbuf map events has max_entries 0 in the object" in (res.error or "")
+        assert "--ebpf-map-sizes=events=4096" in (res.error or "")
+    with load_all(obj, loader="auto", max_entries={"events": 4096}) as loaded:
+        assert loaded.loader == "native" and "sized at load time" in loaded.reason
+        assert loaded.results["emit"].loaded, loaded.results["emit"].error
+        assert loaded.maps["events"].max_entries == 4096
+        run = k.prog_test_run(loaded.prog_fd("emit"), data_in=bytes(64))
+        assert run.retval == 0
+    with pytest.raises(LookupError, match="no map 'evnets'"):
+        load_all(obj, loader="native", max_entries={"evnets": 4096})
+    with pytest.raises(LoaderError, match="bpftool cannot size maps at load time"):
+        load_all(obj, loader="bpftool", max_entries={"events": 4096})

@@ -161,3 +161,27 @@ def test_not_input(ebpf_run):
     result.stdout.fnmatch_lines([
         "*ebpf_run('lock', data=...): a int is not input; give bytes or an object with "
         "__bytes__ (e.g. a scapy packet: Ether()/IP()/UDP())*"])
+
+
+def test_map_sizes_option(pytester: pytest.Pytester,
+                          compile_c: Callable[..., Path]) -> None:
+    """--ebpf-map-sizes sizes maps for ebpf_loaded and ebpf_load (a ring buffer of size 0 in
+    the object); a malformed value is a usage error naming the form."""
+    obj = compile_c((ROOT / "tests" / "c" / "ld_ringbuf.c").read_text(), "ld_ringbuf")
+    pytester.makepyfile(test_rb="""
+def test_loaded(ebpf_loaded):
+    assert ebpf_loaded.results["emit"].loaded, ebpf_loaded.results["emit"].error
+    assert ebpf_loaded.maps["events"].max_entries == 8192
+
+def test_load(ebpf_load):
+    assert ebpf_load("emit").results["emit"].loaded
+""")
+    ok = pytester.runpytest_subprocess(f"--ebpf-object={obj}", "--ebpf-map-sizes=events=8192",
+                                       "--ebpf-privileged=require", "-p", "no:cacheprovider",
+                                       timeout=300)
+    ok.assert_outcomes(passed=2)
+    bad = pytester.runpytest_subprocess(f"--ebpf-object={obj}", "--ebpf-map-sizes=events",
+                                        "-p", "no:cacheprovider", timeout=300)
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--ebpf-map-sizes=events: 'events' is not NAME=ENTRIES (a "
+                              "positive number), e.g. EVENTS=4096*"])

@@ -19,6 +19,7 @@ it made.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -156,13 +157,16 @@ def load_all(
     loader: str = "auto",
     pin_dir: Path | None = None,
     log_level: int = DEFAULT_LOG_LEVEL,
+    max_entries: Mapping[str, int] | None = None,
 ) -> LoadedObject:
     """Load every program of *obj* (and the maps they use). ``pin_dir``: also pin programs
     there (``<pin_dir>/<prog>``) and maps (``<pin_dir>/maps/<map>``); by default the native
     loader pins nothing and bpftool pins under a private directory of
     :func:`session_pin_dir`. ``log_level`` is the native loader's verifier log level (bpftool's
-    ``-d`` always asks libbpf for level 1, which includes the statistics)."""
-    return _load(obj, None, loader, pin_dir, log_level)
+    ``-d`` always asks libbpf for level 1, which includes the statistics). ``max_entries``
+    sizes maps at load time, by name, as Aya's ``EbpfLoader::set_max_entries`` (a ring buffer
+    an Aya program declares with size 0); only the native loader can."""
+    return _load(obj, None, loader, pin_dir, log_level, max_entries)
 
 
 def load_program(
@@ -171,6 +175,7 @@ def load_program(
     loader: str = "auto",
     pin_dir: Path | None = None,
     log_level: int = DEFAULT_LOG_LEVEL,
+    max_entries: Mapping[str, int] | None = None,
 ) -> LoadedObject:
     """Load one program (and only the maps it uses). With bpftool, libbpf loads the whole
     object (without the programs the kernel rejects); the other programs are unloaded again
@@ -179,19 +184,35 @@ def load_program(
         prog = obj.program(program_name)
     except LookupError as exc:
         raise LookupError(f"{exc}{nearest(program_name, obj.program_names)}") from None
-    return _load(obj, prog.name, loader, pin_dir, log_level)
+    return _load(obj, prog.name, loader, pin_dir, log_level, max_entries)
 
 
 def _load(
-    obj: EbpfObject, only: str | None, loader: str, pin_dir: Path | None, log_level: int
+    obj: EbpfObject, only: str | None, loader: str, pin_dir: Path | None, log_level: int,
+    max_entries: Mapping[str, int] | None = None,
 ) -> LoadedObject:
-    chosen, reason = choose_loader(obj, loader)
+    sizes = dict(max_entries or {})
+    known = {m.name for m in obj.maps}
+    for name, value in sizes.items():
+        if name not in known:
+            raise UnknownNameError("map", name, sorted(known))
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"max_entries for map {name!r} must be a positive int, not "
+                             f"{value!r}")
+    if sizes and loader == "bpftool":
+        raise LoaderError("bpftool cannot size maps at load time (max_entries); fix: "
+                          "--ebpf-loader=native (--loader native)")
+    chosen: LoaderName
+    if sizes and loader == "auto":
+        chosen, reason = "native", f"native: maps sized at load time ({', '.join(sizes)})"
+    else:
+        chosen, reason = choose_loader(obj, loader)
     loaded = LoadedObject(obj, chosen, reason)
     try:
         if chosen == "native":
             from pytest_ebpf.kernel.native import load_native
 
-            load_native(loaded, only, pin_dir, log_level)
+            load_native(loaded, only, pin_dir, log_level, sizes)
         else:
             from pytest_ebpf.kernel.bpftool import load_bpftool
 

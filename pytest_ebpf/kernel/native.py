@@ -300,7 +300,9 @@ def _btf_infos(
 class _Maps:
     """Creates the object's maps on first use and remembers failures."""
 
-    def __init__(self, loaded: LoadedObject, btf_fd: Fd | None, pin_dir: Path | None) -> None:
+    def __init__(self, loaded: LoadedObject, btf_fd: Fd | None, pin_dir: Path | None,
+                 sizes: dict[str, int]) -> None:
+        self.sizes = sizes
         self.loaded = loaded
         self.obj = loaded.object
         self.btf_fd = btf_fd
@@ -357,9 +359,17 @@ class _Maps:
         return MapHandle(sec.name, fd, map_type, 4, sec.size, 1)
 
     def _btf_or_legacy_map(self, m: Map) -> MapHandle:
-        max_entries = m.max_entries
+        max_entries = self.sizes.get(m.name, m.max_entries)
         if m.type_id == MapType.PERF_EVENT_ARRAY and max_entries == 0:
             max_entries = possible_cpus()
+        if max_entries == 0:
+            raise ValueError(
+                f"{m.type} map {m.name} has max_entries 0 in the object: Aya sizes such maps "
+                "at load time (EbpfLoader::set_max_entries); fix: size it, "
+                f"--ebpf-map-sizes={m.name}=4096 (ini ebpf_map_sizes), "
+                f"ebpf_load(..., max_entries={{{m.name!r}: 4096}}) or load_all(..., "
+                f"max_entries=...)" + (" (a ring buffer: a power of 2 times the page size)"
+                                       if m.type_id == MapType.RINGBUF else ""))
         inner: Fd | None = None
         if m.inner is not None:
             i = m.inner
@@ -440,9 +450,11 @@ def _failed(prog: Program, error: str, log: str = "", notes: tuple[str, ...] = (
 
 
 def load_native(
-    loaded: LoadedObject, only: str | None, pin_dir: Path | None, log_level: int
+    loaded: LoadedObject, only: str | None, pin_dir: Path | None, log_level: int,
+    max_entries: dict[str, int] | None = None,
 ) -> None:
-    """Fill *loaded* with one result per program (all, or just *only*)."""
+    """Fill *loaded* with one result per program (all, or just *only*); *max_entries* sizes
+    maps by name (checked by the caller)."""
     obj = loaded.object
     programs = [p for p in obj.programs
                 if p.name == only or (only is None and p.kind.autoload)]
@@ -475,7 +487,7 @@ def load_native(
     if pin_dir is not None and not pin_dir.exists():
         pin_dir.mkdir(parents=True)
         loaded._made_dir(pin_dir)
-    maps = _Maps(loaded, btf_fd, pin_dir)
+    maps = _Maps(loaded, btf_fd, pin_dir, max_entries or {})
     for prog in programs:
         result, fd = _load_one(prog, obj, extras if btf_fd else None, btf_fd, maps, log_level,
                                tuple(common_notes))
