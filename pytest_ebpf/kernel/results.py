@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar, Union
 
+from pytest_ebpf.abi import MapType
 from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.kernel.bpf import (
     BPF_ANY,
@@ -207,6 +208,16 @@ class MapHandle:
             value = self.lookup(key)
             if value is not None:
                 yield key, value
+
+    def records(self) -> list[bytes]:
+        """A ring buffer's committed records since the last call, oldest first (read from its
+        memory as libbpf and Aya read it, :mod:`pytest_ebpf.kernel.ringbuf`)."""
+        if self.map_type != MapType.RINGBUF:
+            raise TypeError(f"map {self.name} is a {MapType.label_of(self.map_type)}, not a ring "
+                            "buffer: use lookup/items")
+        from pytest_ebpf.kernel.ringbuf import drain
+
+        return list(drain(self.fd.fileno(), self.max_entries, f"map {self.name}").records)
 
     def __getitem__(self, key: KeyLike) -> bytes | list[bytes]:
         value = self.lookup(key)
