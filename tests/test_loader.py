@@ -715,3 +715,26 @@ def test_maps_sized_at_load_time(compile_c: Callable[..., Path]) -> None:
         load_all(obj, loader="native", max_entries={"evnets": 4096})
     with pytest.raises(LoaderError, match="bpftool cannot size maps at load time"):
         load_all(obj, loader="bpftool", max_entries={"events": 4096})
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_attached_tp_btf_program_sees_an_exec(compile_c: Callable[..., Path],
+                                              loader: str) -> None:
+    """attached(): a tp_btf program runs on the kernel's own event while the block lasts; the
+    pid of a process started then is in its ring buffer, one started after it is not."""
+    obj = load_object(compile_c((C_DIR / "ld_exec_events.c").read_text(), "ld_exec_events"))
+    with load_all(obj, loader=loader) as loaded:
+        assert loaded.results["on_exec"].loaded, loaded.results["on_exec"].error
+        execs = loaded.maps["execs"]
+        with loaded.attached("on_exec"):
+            seen = subprocess.Popen(["/bin/true"])
+            seen.wait()
+        after = subprocess.Popen(["/bin/true"])
+        after.wait()
+        pids = {struct.unpack("=I", r)[0] for r in execs.records()}
+        assert seen.pid in pids and after.pid not in pids, (seen.pid, after.pid, pids)
+        with pytest.raises(TypeError, match="attached\\(\\) takes raw_tracepoint and tp_btf"):
+            with load_all(load_object(compile_c((C_DIR / "ld_optional.c").read_text(),
+                                                "ld_optional")), loader="native") as other:
+                with other.attached("always"):
+                    pass

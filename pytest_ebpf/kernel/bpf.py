@@ -64,7 +64,14 @@ from pytest_ebpf.kernel.objects import (
     prog_ids,
     prog_info,
 )
-from pytest_ebpf.kernel.progs import LoadOutcome, TestRunResult, btf_load, prog_load, prog_test_run
+from pytest_ebpf.kernel.progs import (
+    LoadOutcome,
+    TestRunResult,
+    btf_load,
+    prog_load,
+    prog_test_run,
+    raw_tracepoint_open,
+)
 from pytest_ebpf.kernel.sys import MAX_LOG_SIZE, Fd, KernelError, syscall_fn
 from pytest_ebpf.kernel.verifier_log import VerifierSummary, parse_verifier_log
 
@@ -123,6 +130,7 @@ __all__ = [
     "prog_info",
     "prog_load",
     "prog_test_run",
+    "raw_tracepoint_open",
 ]
 
 

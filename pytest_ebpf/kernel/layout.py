@@ -179,6 +179,18 @@ class TestRunAttr(ctypes.Structure):
     )
 
 
+class RawTracepointOpenAttr(ctypes.Structure):
+    """BPF_RAW_TRACEPOINT_OPEN: ``name`` 0 for a tp_btf (tracing) program, whose target is
+    its attach_btf_id."""
+
+    _fields_ = (
+        ("name", _u64),
+        ("prog_fd", _u32),
+        ("_pad", _u32),
+        ("cookie", _u64),
+    )
+
+
 class GetIdAttr(ctypes.Structure):
     """BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID (start_id doubles as prog_id/map_id/btf_id)."""
 

@@ -17,6 +17,7 @@ from pytest_ebpf.kernel.layout import (
     INSN_SIZE,
     BtfLoadAttr,
     ProgLoadAttr,
+    RawTracepointOpenAttr,
     TestRunAttr,
 )
 from pytest_ebpf.kernel.objects import prog_info
@@ -297,3 +298,16 @@ def _test_run_detail(prog_fd: int, err: int, size: int) -> str:
                 f"header: a test run of {type_phrase(prog_type.label)} needs at least "
                 f"ETH_HLEN = {ETH_HLEN} bytes of data")
     return ""
+
+
+def raw_tracepoint_open(prog_fd: FdLike, name: str | None = None) -> Fd:
+    """Attach a raw_tracepoint program to the tracepoint *name*, or a tp_btf program (``name``
+    None) to the target it was loaded for; the link lives as long as the returned fd."""
+    buf = new_buf(name.encode()) if name else None
+    attr = RawTracepointOpenAttr(name=addressof(buf) if buf is not None else 0,
+                                 prog_fd=fdnum(prog_fd))
+    cmd = BPF_CMD["RAW_TRACEPOINT_OPEN"]
+    ret = bpf_call(cmd, attr)
+    if ret < 0:
+        raise fail(cmd, -ret, detail=name or "its BTF target")
+    return Fd(ret)

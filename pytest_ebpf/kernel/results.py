@@ -255,6 +255,29 @@ class LoadedObject:
             raise LookupError(f"program {name!r} is not loaded: {reason}")
         return fd.fileno()
 
+    @contextlib.contextmanager
+    def attached(self, name: str) -> Iterator[None]:
+        """Attach loaded program *name* for the ``with`` block, detached when it ends:
+        ``raw_tracepoint`` programs to their tracepoint, ``tp_btf`` (Aya's
+        ``btf_tracepoint``) programs to the kernel function they were loaded for. Other
+        types: use ``ebpf_run`` (BPF_PROG_TEST_RUN) or your own user space."""
+        from pytest_ebpf.kernel.bpf import raw_tracepoint_open
+
+        kind = self.object.program(name).kind
+        if kind.label == "btf_tracepoint":
+            target = None
+        elif kind.prog_type == "raw_tracepoint" and kind.attach_target:
+            target = kind.attach_target
+        else:
+            raise TypeError(f"program {name!r} is a {kind.label} program: attached() takes "
+                            "raw_tracepoint and tp_btf (btf_tracepoint) programs; run others "
+                            "with ebpf_run (BPF_PROG_TEST_RUN)")
+        link = raw_tracepoint_open(self.prog_fd(name), target)
+        try:
+            yield
+        finally:
+            link.close()
+
     def map_fd(self, name: str) -> int:
         handle = self.maps.get(name)
         if handle is None:
