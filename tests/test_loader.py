@@ -734,6 +734,9 @@ def test_attached_tp_btf_program_sees_an_exec(compile_c: Callable[..., Path],
         pids = {struct.unpack("=I", r)[0] for r in execs.records()}
         assert seen.pid in pids and after.pid not in pids, (seen.pid, after.pid, pids)
     other_obj = load_object(compile_c((C_DIR / "ld_optional.c").read_text(), "ld_optional"))
-    with load_all(other_obj, loader="native") as other:
+    other = load_all(other_obj, loader="native")
+    try:
         with pytest.raises(TypeError, match="attached\\(\\) takes raw_tracepoint and tp_btf"):
             other.attached("always").__enter__()
+    finally:
+        other.close()
