@@ -92,4 +92,8 @@ if [ "$(id -u)" = 0 ] && ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
   step "bpf filesystem at /sys/fs/bpf"
   mount -t bpf bpf /sys/fs/bpf
 fi
+if [ "$(id -u)" = 0 ] && [ -d /sys/kernel/tracing ] && ! grep -q ' /sys/kernel/tracing tracefs ' /proc/mounts; then
+  step "tracefs at /sys/kernel/tracing (Aya attaches tracepoints through it)"
+  mount -t tracefs tracefs /sys/kernel/tracing
+fi
 echo "==> setup: done"
