@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         assert_max_instructions,
         assert_no_indirect_calls,
         assert_no_undefined_calls,
+        assert_rules,
         assert_sections,
         assert_stack_usage,
     )
@@ -45,6 +46,7 @@ _EXPORTS = {
     "assert_license": "pytest_ebpf.analysis.assertions",
     "assert_btf": "pytest_ebpf.analysis.assertions",
     "assert_sections": "pytest_ebpf.analysis.assertions",
+    "assert_rules": "pytest_ebpf.analysis.assertions",
     "assert_rejected": "pytest_ebpf.privileged",
 }
 
@@ -63,6 +65,7 @@ __all__ = [
     "assert_no_indirect_calls",
     "assert_no_undefined_calls",
     "assert_rejected",
+    "assert_rules",
     "assert_sections",
     "assert_stack_usage",
     "load_object",

@@ -104,7 +104,7 @@ def test_example_without_test_files_is_gated_by_the_generated_checks(tmp_path: P
     target = tmp_path / "target"  # a build of its own: the suite's example object stays put
     clean = _gate(ws, target, f"--junitxml={tmp_path / 'junit.xml'}")
     assert clean.returncode == 0, clean.stdout[-4000:] + clean.stderr[-2000:]
-    assert "22 passed" in clean.stdout, clean.stdout[-3000:]  # 2 programs, 11 checks each
+    assert "33 passed" in clean.stdout, clean.stdout[-3000:]  # 3 programs, 11 checks each
     junit = (tmp_path / "junit.xml").read_text()
     assert re.search(r'name="ebpf.processed_insns" value="\d+"', junit), junit[:2000]
 

@@ -62,7 +62,7 @@ def test_json_on_rust_example(lock_obj: Path) -> None:
     assert data["endianness"] == "little"
     assert data["license"] == "Dual MIT/GPL"
     assert data["btf"]["present"] and data["btf"]["ext"] and data["btf"]["types"] > 0
-    assert [m["name"] for m in data["maps"]] == ["BLOCKLIST", "EXEC_COUNT"]
+    assert [m["name"] for m in data["maps"]] == ["BLOCKLIST", "EXECS", "EXEC_COUNT"]
     assert data["maps"][0] == {**data["maps"][0], "section": "maps", "type": "hash",
                                "key_size": 4, "value_size": 4, "max_entries": 1024}
     progs = {p["name"]: p for p in data["programs"]}

@@ -133,7 +133,7 @@ def test_example_goes_native_and_loads(example: EbpfObject) -> None:
     assert "legacy `maps` section (Aya) that libbpf 1.0+ refuses" in reason
     with load_all(example) as loaded:
         assert loaded.loader == "native" and loaded.reason == reason
-        assert set(loaded.results) == {"lock", "lock_exec"}
+        assert set(loaded.results) == {"lock", "lock_exec", "lock_exec_btf"}
         for res in loaded.results.values():
             assert res.loaded, res.error
             assert res.error is None and res.loader == "native"

@@ -8,6 +8,7 @@ The truth is aya-build itself: ``cargo build -p lock`` runs lock/build.rs, which
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,6 +16,9 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+
+from pytest_ebpf.kernel.loader import load_all
+from pytest_ebpf.obj.load import load_object
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +87,24 @@ def test_plugin_builds_the_object_aya_build_embeds(pytester: pytest.Pytester,
     assert sorted(mine) == sorted(theirs)
     for name in theirs:
         assert mine[name] == theirs[name], f"section {name} differs from aya-build's object"
+
+    # Aya's own loader is the truth of what loads: the user-space crate loads and attaches
+    # every program (lock_exec_btf through the kernel's BTF) and exits; the native loader
+    # gives each program of the same object the same verdict.
+    if os.geteuid() != 0:
+        return  # attaching needs root; CI runs as root
+    exe = [m["executable"] for m in map(json.loads, proc.stdout.splitlines())
+           if m.get("reason") == "compiler-artifact" and m.get("executable")
+           and m["target"]["name"] == "lock"]
+    assert exe, proc.stdout[-3000:]
+    aya = subprocess.run([exe[0], "--check", "--iface", "lo"], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert aya.returncode == 0, aya.stdout + aya.stderr
+    assert "OK: lock attached to lo, lock_exec and lock_exec_btf attached" in aya.stdout
+    obj = load_object(shipped[0])
+    with load_all(obj, loader="native") as loaded:
+        verdicts = {name: r.loaded for name, r in loaded.results.items()}
+    assert verdicts == {"lock": True, "lock_exec": True, "lock_exec_btf": True}
 
 
 def test_without_aya_builds_flags_the_object_has_no_btf(template_workspace: Path) -> None:

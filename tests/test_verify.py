@@ -88,7 +88,7 @@ def test_example_object_verifies(example_obj: Path) -> None:
     assert set(doc) == {"path", "loader", "programs"}
     assert doc["path"] == str(example_obj) and doc["loader"] == "native"
     progs = {p["name"]: p for p in doc["programs"]}
-    assert set(progs) == {"lock", "lock_exec"}
+    assert set(progs) == {"lock", "lock_exec", "lock_exec_btf"}
     for p in progs.values():
         assert {"name", "loaded", "error", "stack_depth", "processed_insns",
                 "verified_insns"} <= set(p)  # fmt: skip
@@ -132,7 +132,7 @@ def test_text_table(example_obj: Path, rejected_obj: Path) -> None:
     assert run_verify(example_obj, out=out, err=err) == 0
     text = out.getvalue()
     assert "program" in text and "stack depth" in text and "verified" in text
-    assert "lock_exec" in text and "loaded" in text and "all 2 programs loaded" in text
+    assert "lock_exec" in text and "loaded" in text and "all 3 programs loaded" in text
     out = io.StringIO()
     assert run_verify(rejected_obj, out=out, err=err, loader="native") == 1
     assert "REJECTED" in out.getvalue()

@@ -2,6 +2,7 @@
 
 import socket
 import struct
+import subprocess
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -38,8 +39,8 @@ def blocked(ebpf_loaded):
     blocklist.delete(key)
 
 
-def test_both_programs_pass_the_verifier(ebpf_loaded):
-    for name in ("lock", "lock_exec"):
+def test_every_program_passes_the_verifier(ebpf_loaded):
+    for name in ("lock", "lock_exec", "lock_exec_btf"):
         result = ebpf_loaded.results[name]
         assert result.loaded, result.error
         assert result.verified_insns and result.verified_insns > 0
@@ -61,3 +62,18 @@ def test_verifier_stack_depth_matches_static_analysis(ebpf_loaded, ebpf_object):
     static = program_stack(ebpf_object, prog)
     verifier = ebpf_loaded.results["lock"].stack_depth
     assert list(verifier) == [static.frames[f.name] for f in prog.functions]
+
+
+def test_exec_events_reach_user_space(ebpf_loaded):
+    """lock_exec_btf, attached to the kernel's sched_process_exec, reports the pid of a
+    process we start in the EXECS ring buffer (and nothing once detached)."""
+    execs = ebpf_loaded.maps["EXECS"]
+    execs.records()  # whatever came before
+    with ebpf_loaded.attached("lock_exec_btf"):
+        child = subprocess.Popen(["/bin/true"])
+        child.wait()
+    later = subprocess.Popen(["/bin/true"])
+    later.wait()
+    pids = [struct.unpack("=I", record)[0] for record in execs.records()]
+    assert child.pid in pids
+    assert later.pid not in pids

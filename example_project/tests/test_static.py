@@ -7,13 +7,14 @@ from pytest_ebpf import (
     assert_max_instructions,
     assert_no_indirect_calls,
     assert_no_undefined_calls,
+    assert_rules,
     assert_sections,
     assert_stack_usage,
 )
 
 
 def test_sections(ebpf_object):
-    assert_sections(ebpf_object, ["lock", "lock_exec"], exact=True)
+    assert_sections(ebpf_object, ["lock", "lock_exec", "lock_exec_btf"], exact=True)
 
 
 def test_stack_fits_the_verifier(ebpf_object):
@@ -34,5 +35,13 @@ def test_small_enough_for_unprivileged_loaders(ebpf_object):
     assert_max_instructions(ebpf_object, limit=4096)
 
 
-def test_only_map_lookups(ebpf_object):
-    assert_helpers(ebpf_object, allowed=["bpf_map_lookup_elem"])
+def test_only_the_helpers_we_mean(ebpf_object):
+    assert_helpers(ebpf_object, programs=["lock", "lock_exec"], allowed=["bpf_map_lookup_elem"])
+    assert_helpers(ebpf_object, programs="lock_exec_btf",
+                   allowed=["bpf_get_current_pid_tgid", "bpf_ringbuf_output"])
+
+
+def test_loads_on_the_kernels_we_ship_to(ebpf_object):
+    """Every rule, judged the way Debian 12's 6.1 and the 6.12 backport judge."""
+    for kernel in ("6.1", "6.12"):
+        assert_rules(ebpf_object, kernel=kernel)

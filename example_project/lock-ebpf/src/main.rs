@@ -2,14 +2,17 @@
 //!
 //! * `lock` (XDP): drops IPv4 packets whose source address is in `BLOCKLIST`.
 //! * `lock_exec` (tracepoint `sched/sched_process_exec`): counts exec events in `EXEC_COUNT`.
+//! * `lock_exec_btf` (BTF tracepoint `sched_process_exec`, attached through the kernel's BTF):
+//!   reports the pid of every task that execs in the `EXECS` ring buffer.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{map, tracepoint, xdp},
-    maps::{HashMap, PerCpuArray},
-    programs::{TracePointContext, XdpContext},
+    helpers::bpf_get_current_pid_tgid,
+    macros::{btf_tracepoint, map, tracepoint, xdp},
+    maps::{HashMap, PerCpuArray, RingBuf},
+    programs::{BtfTracePointContext, TracePointContext, XdpContext},
 };
 use lock_common::{BLOCKLIST_MAX_ENTRIES, BlocklistKey, EXEC_COUNT_INDEX};
 
@@ -23,6 +26,10 @@ static BLOCKLIST: HashMap<BlocklistKey, u32> =
 /// Number of `sched_process_exec` events seen, per CPU, in slot `EXEC_COUNT_INDEX`.
 #[map]
 static EXEC_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Pids of the tasks that exec (`u32`, native byte order), one record each.
+#[map]
+static EXECS: RingBuf = RingBuf::with_byte_size(16 * 4096, 0);
 
 const ETH_HDR_LEN: usize = 14;
 const ETH_TYPE_OFFSET: usize = 12;
@@ -87,6 +94,14 @@ pub fn lock_exec(_ctx: TracePointContext) -> u32 {
         // Per-CPU slot: a plain increment cannot race.
         unsafe { *count += 1 };
     }
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn lock_exec_btf(_ctx: BtfTracePointContext) -> u32 {
+    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // A full ring buffer drops the event: user space reads it often enough.
+    let _ = EXECS.output::<u32>(&pid, 0);
     0
 }
 

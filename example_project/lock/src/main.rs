@@ -1,7 +1,8 @@
 //! User-space loader for the `lock` eBPF programs.
 //!
 //! Loads the object built by `build.rs`, attaches the XDP program `lock` to `--iface`,
-//! attaches the tracepoint program `lock_exec` to `sched/sched_process_exec`, fills
+//! attaches the tracepoint program `lock_exec` to `sched/sched_process_exec` and the BTF
+//! tracepoint program `lock_exec_btf` to the kernel's `sched_process_exec`, fills
 //! `BLOCKLIST` from `--block` and then either exits (`--check`) or runs until
 //! SIGINT/SIGTERM, logging the exec counter every `--interval` seconds.
 
@@ -9,9 +10,9 @@ use std::{mem::MaybeUninit, net::Ipv4Addr, ptr, time::Duration};
 
 use anyhow::{Context as _, bail};
 use aya::{
-    Ebpf,
+    Btf, Ebpf,
     maps::{HashMap, PerCpuArray},
-    programs::{TracePoint, Xdp, XdpMode},
+    programs::{BtfTracePoint, TracePoint, Xdp, XdpMode},
 };
 use clap::Parser;
 use lock_common::{BLOCKED, EXEC_COUNT_INDEX, ipv4_key, key_octets};
@@ -93,6 +94,19 @@ fn main() -> anyhow::Result<()> {
         )?;
     info!("tracepoint program `lock_exec` attached to sched/sched_process_exec");
 
+    let btf = Btf::from_sys_fs().context("failed to read the kernel's BTF")?;
+    let tp_btf: &mut BtfTracePoint = ebpf
+        .program_mut("lock_exec_btf")
+        .context("program `lock_exec_btf` not found")?
+        .try_into()?;
+    tp_btf
+        .load("sched_process_exec", &btf)
+        .context("failed to load BTF tracepoint program `lock_exec_btf`")?;
+    tp_btf
+        .attach()
+        .context("failed to attach `lock_exec_btf` to sched_process_exec")?;
+    info!("BTF tracepoint program `lock_exec_btf` attached to sched_process_exec");
+
     let mut blocklist: HashMap<_, u32, u32> = HashMap::try_from(
         ebpf.map_mut("BLOCKLIST")
             .context("map `BLOCKLIST` not found")?,
@@ -111,7 +125,7 @@ fn main() -> anyhow::Result<()> {
 
     if opt.check {
         info!("exec events so far: {}", exec_count(&ebpf)?);
-        println!("OK: lock attached to {}, lock_exec attached", opt.iface);
+        println!("OK: lock attached to {}, lock_exec and lock_exec_btf attached", opt.iface);
         return Ok(());
     }
 
