@@ -740,3 +740,40 @@ def test_attached_tp_btf_program_sees_an_exec(compile_c: Callable[..., Path],
             other.attached("always").__enter__()
     finally:
         other.close()
+
+
+@needs_bpftool
+def test_kfunc_calls_resolved_against_the_kernel(compile_c: Callable[..., Path],
+                                                 tmp_path: Path) -> None:
+    """kfuncs: the native loader gives each program the kernel's verdict that bpftool (libbpf)
+    gets loading it alone; a kfunc the kernel lacks is refused by name."""
+    source = (C_DIR / "ld_kfuncs.c").read_text()
+    truth = compile_c(source, "ld_kfuncs_truth", "-DTRUTH")
+    said = {name: _bpftool_alone(truth, name, tmp_path) for name in ("balanced", "left_open")}
+    assert said["balanced"].returncode == 0, said["balanced"].stderr[-1500:]
+    assert said["left_open"].returncode != 0
+    obj = load_object(compile_c(source, "ld_kfuncs"))
+    with load_all(obj, loader="native") as loaded:
+        r = loaded.results
+        assert r["balanced"].loaded, r["balanced"].error
+        assert not r["left_open"].loaded and r["left_open"].cause == "verifier"
+        assert r["left_open"].error and r["left_open"].error in said["left_open"].stderr
+        assert not r["missing"].loaded and r["missing"].cause == "loader"
+        assert "this kernel has no kernel function bpf_no_such_kfunc in its BTF" in (
+            r["missing"].error or "")
+        assert not any("refused the object's BTF" in n for n in r["balanced"].notes), \
+            r["balanced"].notes
+    # the fix-up the kernel accepted: .ksyms members are int VAR slots now, kfuncs static
+    from pytest_ebpf.kernel.native import fix_btf
+    from pytest_ebpf.obj.elf import read_elf
+
+    image = read_elf(obj.path or "")
+    btf_sec = image.section(".BTF")
+    assert btf_sec is not None
+    fixed = parse_btf(fix_btf(btf_sec.data, image)[0], "little")
+    ksyms = fixed.find(".ksyms", "datasec")
+    assert ksyms is not None and ksyms.size == 4 * len(ksyms.datasec_vars) == 12
+    assert {fixed.type(v.type).kind for v in ksyms.datasec_vars} == {"var"}
+    lock = fixed.find("bpf_rcu_read_lock", "func")
+    assert lock is not None and lock.linkage == "static"
+    k.btf_load(fix_btf(btf_sec.data, image)[0]).close()

@@ -47,7 +47,7 @@ from pytest_ebpf.kernel.layout import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 from pytest_ebpf.kernel.pins import pin_name
 from pytest_ebpf.kernel.results import Cause, LoadedObject, LoadResult, MapHandle
 from pytest_ebpf.kernel.sys import has_admin, permission_message
-from pytest_ebpf.kernel.targets import TargetError, attach_target, needs_target
+from pytest_ebpf.kernel.targets import TargetError, attach_target, kernel_btf, needs_target
 from pytest_ebpf.obj.btf import parse_btf
 from pytest_ebpf.obj.btf_ext import raw_line_info
 from pytest_ebpf.obj.elf import ElfImage
@@ -137,6 +137,11 @@ def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
     blob, made_static = btf.with_static_functions(BUILTIN_FUNCTIONS, blob)
     notes = [f"{name}() made static in the BTF, as aya-obj does (the kernel verifies a "
              "global function alone; compiler builtins break that)" for name in made_static]
+    # kfunc declarations: the kernel's BTF_LOAD knows no "extern" linkage (libbpf rewrites
+    # them too); the calls name the kernel's own BTF ids
+    externs = {t.name for t in btf.types if t.kind == "func" and t.linkage == "extern"}
+    blob, _ = btf.with_static_functions(externs, blob)
+    blob, _ = btf.with_ksyms_as_vars(blob)  # changes the layout: last
     return blob, notes
 
 
@@ -218,10 +223,22 @@ def link_program(prog: Program, extras: _Extras | None = None) -> LinkedProgram:
                     "defines it (e.g. a memcpy the compiler did not inline)"
                 )
             if call.kind == "kfunc":
-                raise _LinkError(
-                    f"kfunc call to {call.target or '?'} ({where}): the native loader does not "
-                    "resolve kernel functions; use the bpftool loader"
-                )
+                # The kernel's own BTF id of the function, as libbpf and Aya resolve it
+                # (vmlinux only: a module's kfunc would also need its BTF fd in fd_array).
+                name = call.target or "?"
+                try:
+                    found = kernel_btf().find(name, "func")
+                except TargetError as exc:
+                    raise _LinkError(f"kfunc call to {name} ({where}): {exc}") from exc
+                if found is None:
+                    raise _LinkError(
+                        f"kfunc call to {name} ({where}): this kernel has no kernel function "
+                        f"{name} in its BTF (a newer kernel's kfunc, or one in a module)")
+                pos = base + call.insn.index
+                slots[pos][2] = PseudoCall.KFUNC_CALL
+                slots[pos][3] = 0
+                slots[pos][4] = found.id
+                continue
             if call.kind != "bpf":
                 continue
             callee = prog.index.callee(call)

@@ -336,19 +336,49 @@ class Btf:
     def with_static_functions(self, names: Collection[str], blob: bytes | None = None
                               ) -> tuple[bytes, tuple[str, ...]]:
         """*blob* (default: :attr:`raw`, or a same-layout copy such as
-        :meth:`with_datasec_layout` returns) with the global FUNCs named in *names* made
-        static, and the names changed. A global function is verified alone against its
+        :meth:`with_datasec_layout` returns) with the global or extern FUNCs named in *names*
+        made static, and the names changed. A global function is verified alone against its
         prototype; a static one in its caller's context."""
         end = "<" if self.header.byteorder == "little" else ">"
         out = bytearray(self.raw if blob is None else blob)
         changed = []
         for t in self.types[1:]:
-            if t.kind == "func" and t.linkage == "global" and t.name in names:
+            if t.kind == "func" and t.linkage in ("global", "extern") and t.name in names:
                 pos = self.record_offsets[t.id] + 4  # the info word: vlen is the linkage
                 (info,) = struct.unpack_from(end + "I", out, pos)
                 struct.pack_into(end + "I", out, pos, info & ~0xFFFF)
                 changed.append(t.name)
         return bytes(out), tuple(changed)
+
+    def with_ksyms_as_vars(self, blob: bytes | None = None) -> tuple[bytes, int]:
+        """*blob* (a same-layout copy of :attr:`raw`) with the ``.ksyms`` DATASEC made
+        loadable, as libbpf makes it: its members are kfunc declarations (FUNCs, size 0),
+        which the kernel refuses in a DATASEC; each becomes a 4-byte slot of one new ``int``
+        VAR (appended, named as the first kfunc), and the DATASEC gets their size. Returns the
+        blob and how many members were rewritten (0: nothing to do, the blob as it was)."""
+        end = "<" if self.header.byteorder == "little" else ">"
+        out = bytearray(self.raw if blob is None else blob)
+        sec = self.find(".ksyms", "datasec")
+        if sec is None or not sec.datasec_vars:
+            return bytes(out), 0
+        int_id = next((t.id for t in self.types[1:] if t.kind == "int" and t.size == 4), None)
+        if int_id is None:
+            return bytes(out), 0  # nothing to type the slots with: left to the kernel
+        h = self.header
+        if h.str_off < h.type_off + h.type_len:
+            return bytes(out), 0  # strings before types: not a layout compilers write
+        types_end = h.hdr_len + h.type_off + h.type_len
+        new_id = len(self.types)
+        name_off = self.types[sec.datasec_vars[0].type].name_off
+        var = struct.pack(end + _TYPE_FORMAT + "I", name_off, 14 << 24, int_id, 0)  # VAR
+        pos = self.record_offsets[sec.id]
+        n = len(sec.datasec_vars)
+        struct.pack_into(end + "I", out, pos + 8, 4 * n)  # the DATASEC's size
+        for i in range(n):
+            struct.pack_into(end + "III", out, pos + _TYPE_SIZE + 12 * i, new_id, 4 * i, 4)
+        out[types_end:types_end] = var
+        struct.pack_into(end + "II", out, 12, h.type_len + len(var), h.str_off + len(var))
+        return bytes(out), n
 
     def type(self, type_id: int) -> BtfType:
         """The type with this id (0 is void); ObjectError when there is none."""
