@@ -45,14 +45,9 @@ from pytest_ebpf.analysis.report import EbpfAssertionError
 from pytest_ebpf.cli.inspect import inspect_data, render_table, run_inspect
 from pytest_ebpf.errors import ObjectError
 from pytest_ebpf.kernel.bpf import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, bpf_available
+from pytest_ebpf.kernel.link import LinkError, extras_from_image, fix_btf, link_program
 from pytest_ebpf.kernel.loader import load_all
-from pytest_ebpf.kernel.native import (
-    _LinkError,
-    _patch_ld,
-    extras_from_image,
-    fix_btf,
-    link_program,
-)
+from pytest_ebpf.kernel.native import _patch_ld
 from pytest_ebpf.obj.elf import read_elf
 from pytest_ebpf.obj.load import load_object, load_object_bytes
 from pytest_ebpf.obj.model import EbpfObject
@@ -162,7 +157,7 @@ def exercise(data: bytes, label: str = "fuzz.o") -> ObjectError | EbpfObject:
                 _patch_ld(insns, slot, BPF_PSEUDO_MAP_FD, 3, 0)
             for slot, _section, offset in linked.data_slots:
                 _patch_ld(insns, slot, BPF_PSEUDO_MAP_VALUE, 3, offset)
-        except _LinkError as refused:
+        except LinkError as refused:
             assert str(refused)
     return obj
 

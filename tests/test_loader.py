@@ -509,7 +509,7 @@ def test_aya_style_btf_maps_refused_by_libbpf(wrapped_obj: EbpfObject) -> None:
 
 
 def test_fix_btf_makes_object_btf_loadable(globals_obj: EbpfObject) -> None:
-    from pytest_ebpf.kernel.native import fix_btf
+    from pytest_ebpf.kernel.link import fix_btf
     from pytest_ebpf.obj.elf import read_elf
 
     assert globals_obj.path is not None
@@ -764,7 +764,7 @@ def test_kfunc_calls_resolved_against_the_kernel(compile_c: Callable[..., Path],
         assert not any("refused the object's BTF" in n for n in r["balanced"].notes), \
             r["balanced"].notes
     # the fix-up the kernel accepted: .ksyms members are int VAR slots now, kfuncs static
-    from pytest_ebpf.kernel.native import fix_btf
+    from pytest_ebpf.kernel.link import fix_btf
     from pytest_ebpf.obj.elf import read_elf
 
     image = read_elf(obj.path or "")

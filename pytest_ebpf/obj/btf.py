@@ -22,7 +22,6 @@ records from 1 in order; id 0 is ``void``.
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
@@ -113,7 +112,6 @@ _MODIFIERS = frozenset({"typedef", "volatile", "const", "restrict", "type_tag"})
 MAX_RESOLVE_DEPTH = 64
 
 
-_U32_MAX = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -289,7 +287,7 @@ class Btf:
     #: the raw string section
     strings: bytes
     #: the blob as read, and where each type's record starts in it (by type id; 0 for void):
-    #: what a loader needs to patch the blob for the kernel (:meth:`with_datasec_layout`)
+    #: what a loader needs to patch the blob for the kernel (:mod:`pytest_ebpf.obj.btf_edit`)
     raw: bytes = field(default=b"", repr=False, compare=False)
     record_offsets: tuple[int, ...] = field(default=(), repr=False, compare=False)
     _by_name: dict[str, tuple[BtfType, ...]] = field(
@@ -302,83 +300,6 @@ class Btf:
             if t.name:
                 index.setdefault(t.name, []).append(t)
         object.__setattr__(self, "_by_name", {k: tuple(v) for k, v in index.items()})
-
-    def with_datasec_layout(self, section_sizes: Mapping[str, int],
-                            var_offsets: Mapping[tuple[str, str], int]) -> bytes:
-        """The blob with what the compiler leaves to the loader filled in, as libbpf and Aya
-        do: each DATASEC's size (0 in ``.o`` files) from ``section_sizes`` (by section name)
-        and each variable's offset from ``var_offsets`` (by section and variable name).
-        DATASECs of sections not given (externs) are left as they are. ObjectError when a
-        size or an offset does not fit the u32 the kernel reads."""
-        end = "<" if self.header.byteorder == "little" else ">"
-        blob = bytearray(self.raw)
-        for t in self.types[1:]:
-            if t.kind != "datasec" or t.name not in section_sizes:
-                continue
-            pos = self.record_offsets[t.id]
-            size = section_sizes[t.name]
-            if size > _U32_MAX:
-                raise ObjectError(f"section {t.name!r} is {size} bytes, more than its BTF "
-                                  "DATASEC can describe (4 GiB)")
-            if t.size != size:
-                struct.pack_into(end + "I", blob, pos + 8, size)
-            for i, var in enumerate(t.datasec_vars):
-                name = self.types[var.type].name
-                value = var_offsets.get((t.name, name)) if name else None
-                if value is None:
-                    continue
-                if value > _U32_MAX:
-                    raise ObjectError(f"symbol {name!r} of section {t.name!r} is at offset "
-                                      f"{value}, more than its BTF DATASEC can describe (4 GiB)")
-                struct.pack_into(end + "I", blob, pos + _TYPE_SIZE + i * 12 + 4, value)
-        return bytes(blob)
-
-    def with_static_functions(self, names: Collection[str], blob: bytes | None = None
-                              ) -> tuple[bytes, tuple[str, ...]]:
-        """*blob* (default: :attr:`raw`, or a same-layout copy such as
-        :meth:`with_datasec_layout` returns) with the global or extern FUNCs named in *names*
-        made static, and the names changed. A global function is verified alone against its
-        prototype; a static one in its caller's context."""
-        end = "<" if self.header.byteorder == "little" else ">"
-        out = bytearray(self.raw if blob is None else blob)
-        changed = []
-        for t in self.types[1:]:
-            if t.kind == "func" and t.linkage in ("global", "extern") and t.name in names:
-                pos = self.record_offsets[t.id] + 4  # the info word: vlen is the linkage
-                (info,) = struct.unpack_from(end + "I", out, pos)
-                struct.pack_into(end + "I", out, pos, info & ~0xFFFF)
-                changed.append(t.name)
-        return bytes(out), tuple(changed)
-
-    def with_ksyms_as_vars(self, blob: bytes | None = None) -> tuple[bytes, int]:
-        """*blob* (a same-layout copy of :attr:`raw`) with the ``.ksyms`` DATASEC made
-        loadable, as libbpf makes it: its members are kfunc declarations (FUNCs, size 0),
-        which the kernel refuses in a DATASEC; each becomes a 4-byte slot of one new ``int``
-        VAR (appended, named as the first kfunc), and the DATASEC gets their size. Returns the
-        blob and how many members were rewritten (0: nothing to do, the blob as it was)."""
-        end = "<" if self.header.byteorder == "little" else ">"
-        out = bytearray(self.raw if blob is None else blob)
-        sec = self.find(".ksyms", "datasec")
-        if sec is None or not sec.datasec_vars:
-            return bytes(out), 0
-        int_id = next((t.id for t in self.types[1:] if t.kind == "int" and t.size == 4), None)
-        if int_id is None:
-            return bytes(out), 0  # nothing to type the slots with: left to the kernel
-        h = self.header
-        if h.str_off < h.type_off + h.type_len:
-            return bytes(out), 0  # strings before types: not a layout compilers write
-        types_end = h.hdr_len + h.type_off + h.type_len
-        new_id = len(self.types)
-        name_off = self.types[sec.datasec_vars[0].type].name_off
-        var = struct.pack(end + _TYPE_FORMAT + "I", name_off, 14 << 24, int_id, 0)  # VAR
-        pos = self.record_offsets[sec.id]
-        n = len(sec.datasec_vars)
-        struct.pack_into(end + "I", out, pos + 8, 4 * n)  # the DATASEC's size
-        for i in range(n):
-            struct.pack_into(end + "III", out, pos + _TYPE_SIZE + 12 * i, new_id, 4 * i, 4)
-        out[types_end:types_end] = var
-        struct.pack_into(end + "II", out, 12, h.type_len + len(var), h.str_off + len(var))
-        return bytes(out), n
 
     def type(self, type_id: int) -> BtfType:
         """The type with this id (0 is void); ObjectError when there is none."""

@@ -1,0 +1,273 @@
+"""Linking one program for the kernel (the native loader's offline half: no ``bpf()`` call).
+
+* the instruction stream is the entry function followed by every function it reaches
+  (:attr:`Program.functions`); BPF-to-BPF calls get ``src = BPF_PSEUDO_CALL`` and
+  ``imm = callee start - (call + 1)`` in that stream, function pointers (``ld_imm64`` of a code
+  address, e.g. a ``bpf_loop`` callback) ``src = BPF_PSEUDO_FUNC`` and the same relative offset;
+  kfunc calls ``src = BPF_PSEUDO_KFUNC_CALL`` and the kernel's BTF id of the function;
+* map and global-data references are listed for the loader, which patches in map fds;
+* the object's ``.BTF`` is fixed up as libbpf and Aya fix it (:func:`fix_btf`), and every
+  program gets ``func_info`` and ``line_info`` re-based to instruction indices of its own
+  stream, so verifier logs show source lines.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from pytest_ebpf.abi import PseudoCall, PseudoSrc
+from pytest_ebpf.errors import EbpfError
+from pytest_ebpf.kernel.targets import TargetError, kernel_btf
+from pytest_ebpf.obj.btf import parse_btf
+from pytest_ebpf.obj.btf_edit import datasec_layout, ksyms_as_vars, static_functions
+from pytest_ebpf.obj.btf_ext import raw_line_info
+from pytest_ebpf.obj.elf import ElfImage
+from pytest_ebpf.obj.model import EbpfObject, Function, Program
+
+__all__ = ["BUILTIN_FUNCTIONS", "Extras", "LinkError", "LinkedProgram", "extras_from_image",
+           "fix_btf", "layout", "link_program", "read_extras"]
+
+_INSN = 8
+
+
+class LinkError(EbpfError):
+    """A program cannot be linked (undefined call, unsupported reference...)."""
+
+
+# --- raw ELF extras: BTF bytes, symbols ---------------------------------------------------------
+
+
+@dataclass
+class Extras:
+    image: ElfImage | None
+    btf_raw: bytes | None = None
+    btf_ext_raw: bytes | None = None
+    func_info: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    line_info: dict[str, list[tuple[int, int, int, int]]] = field(default_factory=dict)
+
+
+def read_extras(obj: EbpfObject) -> tuple[Extras, list[str]]:
+    """From the model only: the object is never read again."""
+    if obj.image is None:
+        return Extras(None), ["the object model holds no ELF image: loaded without BTF"]
+    return extras_from_image(obj, obj.image), []
+
+
+def extras_from_image(obj: EbpfObject, image: ElfImage) -> Extras:
+    """The raw ``.BTF`` of *image* and the func_info/line_info records of *obj*'s ``.BTF.ext``
+    (checked when the object was loaded; string offsets are kept: the kernel wants them).
+    Offline: no ``bpf()`` call."""
+    extras = Extras(image)
+    btf = image.section(".BTF")
+    if btf is not None and btf.data:
+        extras.btf_raw = btf.data
+    ext = obj.btf_ext
+    if ext is not None and extras.btf_raw is not None:
+        extras.func_info = {
+            sec: [(f.insn_off, f.type_id) for f in recs] for sec, recs in ext.func_info.items()
+        }
+        extras.line_info = {sec: raw_line_info(ext, sec) for sec in ext.line_info}
+    return extras
+
+
+# --- BTF fix-ups --------------------------------------------------------------------------------
+
+BUILTIN_FUNCTIONS = frozenset({"memset", "memcpy", "memmove", "memcmp"})
+"""Compiler builtins Rust leaves as global functions; aya-obj makes them static in the BTF, so
+the kernel verifies them in their callers' context (as a global function, ``memset`` returns a
+pointer: "Global function memset() doesn't return scalar")."""
+
+
+def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
+    """The ``.BTF`` blob as the kernel needs it, as Aya loads it: DATASEC sizes from the ELF
+    sections and variable offsets from their symbols
+    (:func:`~pytest_ebpf.obj.btf_edit.datasec_layout`), and the compiler builtins of
+    :data:`BUILTIN_FUNCTIONS` made static. Returns the new blob and remarks (one per function
+    made static); :class:`ObjectError` when it is malformed or a size or offset does not fit a
+    DATASEC's u32."""
+    btf = parse_btf(btf_raw, image.byteorder)
+    sizes = {sec.name: sec.size for sec in image.sections[1:] if sec.name}
+    by_index = {sec.index: sec.name for sec in image.sections[1:]}
+    offsets: dict[tuple[str, str], int] = {}
+    for sym in image.symbols:
+        if sym.section_index is not None and sym.name and sym.type not in ("section", "file"):
+            section = by_index.get(sym.section_index)
+            if section is not None:
+                offsets.setdefault((section, sym.name), sym.value)
+    blob = datasec_layout(btf, sizes, offsets)
+    blob, made_static = static_functions(btf, BUILTIN_FUNCTIONS, blob)
+    notes = [f"{name}() made static in the BTF, as aya-obj does (the kernel verifies a "
+             "global function alone; compiler builtins break that)" for name in made_static]
+    # kfunc declarations: the kernel's BTF_LOAD knows no "extern" linkage (libbpf rewrites
+    # them too); the calls name the kernel's own BTF ids
+    externs = {t.name for t in btf.types if t.kind == "func" and t.linkage == "extern"}
+    blob, _ = static_functions(btf, externs, blob)
+    blob, _ = ksyms_as_vars(btf, blob)  # changes the layout: last
+    return blob, notes
+
+
+# --- linking ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkedProgram:
+    """A program's final instruction stream (before map fds are patched in)."""
+
+    insns: bytes
+    starts: dict[tuple[str, str], int]
+    """Start slot of each linked function, by :attr:`Function.key`."""
+    map_slots: tuple[tuple[int, str], ...]
+    """``(slot, map name)`` of every map ``ld_imm64``."""
+    data_slots: tuple[tuple[int, str, int], ...]
+    """``(slot, data section, byte offset)`` of every global-data ``ld_imm64``."""
+    func_info: bytes
+    line_info: bytes
+    notes: tuple[str, ...]
+
+
+def _encode(func: Function) -> list[list[int]]:
+    """Slots of *func* as ``[opcode, dst, src, off, imm]`` lists (mutable, for patching)."""
+    slots: list[list[int]] = [[0, 0, 0, 0, 0] for _ in range(func.slots)]
+    for insn in func.insns:
+        at = insn.index - func.offset
+        slots[at] = [insn.opcode, insn.dst, insn.src, insn.off, insn.imm]
+        if insn.size == 2 and insn.imm64 is not None:
+            hi = (insn.imm64 >> 32) & 0xFFFFFFFF
+            slots[at + 1] = [0, 0, 0, 0, hi - (1 << 32) if hi & 0x80000000 else hi]
+    return slots
+
+
+def layout(prog: Program) -> list[Function]:
+    """The order functions are appended in, as libbpf does it: the entry, then each function
+    the first time a call or function pointer refers to it, scanning the growing stream in
+    instruction order (so ``stack depth`` figures list functions in the same order)."""
+    order = [prog.entry]
+    seen = {prog.entry.key}
+    i = 0
+    while i < len(order):
+        f = order[i]
+        i += 1
+        targets: list[tuple[int, Function]] = []
+        for call in f.calls:
+            callee = prog.index.callee(call)
+            if callee is not None:
+                targets.append((call.insn.index, callee))
+        for ref in f.refs:
+            callee = prog.index.pointed_to(ref)
+            if callee is not None:
+                targets.append((ref.insn_index, callee))
+        for _, callee in sorted(targets, key=lambda t: t[0]):
+            if callee.key not in seen:
+                seen.add(callee.key)
+                order.append(callee)
+    return order
+
+
+def link_program(prog: Program, extras: Extras | None = None) -> LinkedProgram:
+    """Lay out *prog*'s functions (:func:`layout`) and resolve calls and function pointers;
+    raises :class:`LinkError` for what cannot be loaded (undefined calls, kfuncs, ksyms...)."""
+    starts: dict[tuple[str, str], int] = {}
+    slots: list[list[int]] = []
+    functions = layout(prog)
+    for f in functions:
+        starts[f.key] = len(slots)
+        slots.extend(_encode(f))
+    map_slots: list[tuple[int, str]] = []
+    data_slots: list[tuple[int, str, int]] = []
+    for f in functions:
+        base = starts[f.key] - f.offset
+        for call in f.calls:
+            where = f"insn {call.insn.index} of {f.name}"
+            if call.kind == "undefined":
+                raise LinkError(
+                    f"undefined call to {call.target or '?'} ({where}): no section of the object "
+                    "defines it (e.g. a memcpy the compiler did not inline)"
+                )
+            if call.kind == "kfunc":
+                # The kernel's own BTF id of the function, as libbpf and Aya resolve it
+                # (vmlinux only: a module's kfunc would also need its BTF fd in fd_array).
+                name = call.target or "?"
+                try:
+                    found = kernel_btf().find(name, "func")
+                except TargetError as exc:
+                    raise LinkError(f"kfunc call to {name} ({where}): {exc}") from exc
+                if found is None:
+                    raise LinkError(
+                        f"kfunc call to {name} ({where}): this kernel has no kernel function "
+                        f"{name} in its BTF (a newer kernel's kfunc, or one in a module)")
+                pos = base + call.insn.index
+                slots[pos][2] = PseudoCall.KFUNC_CALL
+                slots[pos][3] = 0
+                slots[pos][4] = found.id
+                continue
+            if call.kind != "bpf":
+                continue
+            callee = prog.index.callee(call)
+            if callee is None or call.target_offset is None:
+                raise LinkError(f"call to {call.target} ({where}) is outside the program")
+            pos = base + call.insn.index
+            target = starts[callee.key] + call.target_offset - callee.offset
+            slots[pos][2] = PseudoCall.CALL
+            slots[pos][4] = target - pos - 1
+        for ref in f.refs:
+            pos = base + ref.insn_index
+            where = f"insn {ref.insn_index} of {f.name}"
+            if ref.kind == "map":
+                map_slots.append((pos, ref.target))
+            elif ref.kind == "data":
+                if ref.target == ".kconfig":
+                    raise LinkError(
+                        f"reference to .kconfig extern {ref.symbol} ({where}): not supported by "
+                        "the native loader; use the bpftool loader"
+                    )
+                data_slots.append((pos, ref.target, ref.addend))
+            elif ref.kind == "func_ptr":
+                callee = prog.index.pointed_to(ref)
+                if callee is None:
+                    raise LinkError(f"pointer to unknown function {ref.target} ({where})")
+                target = starts[callee.key] + ref.addend // _INSN
+                slots[pos][2] = PseudoSrc.FUNC
+                slots[pos][4] = target - pos - 1
+                slots[pos + 1][4] = 0
+            else:
+                raise LinkError(
+                    f"unsupported reference to {ref.target} ({where}): e.g. a .ksyms variable"
+                )
+    func_info, line_info, notes = _btf_infos(functions, starts, extras)
+    insns = b"".join(
+        struct.pack("<BBhi", s[0], (s[2] << 4) | (s[1] & 0xF), s[3], s[4]) for s in slots
+    )
+    return LinkedProgram(
+        insns, starts, tuple(map_slots), tuple(data_slots), func_info, line_info, tuple(notes)
+    )
+
+
+def _btf_infos(
+    functions: list[Function], starts: dict[tuple[str, str], int], extras: Extras | None
+) -> tuple[bytes, bytes, list[str]]:
+    if extras is None or not extras.func_info:
+        return b"", b"", []
+    funcs: list[tuple[int, int]] = []
+    lines: list[tuple[int, int, int, int]] = []
+    for f in functions:
+        base = starts[f.key]
+        lo, hi = f.offset * _INSN, f.end * _INSN
+        rec = next((r for r in extras.func_info.get(f.section, ()) if r[0] == lo), None)
+        if rec is None:
+            return b"", b"", [f"no BTF func_info for {f.name}: loaded without func/line info"]
+        funcs.append((base, rec[1]))
+        for off, file_off, line_off, col in extras.line_info.get(f.section, ()):
+            if lo <= off < hi:
+                lines.append((base + (off - lo) // _INSN, file_off, line_off, col))
+    notes: list[str] = []
+    lines.sort(key=lambda r: r[0])
+    covered = {r[0] for r in lines}
+    if any(start not in covered for start, _ in funcs) or any(
+        a[0] == b[0] for a, b in zip(lines, lines[1:])
+    ):
+        notes.append("BTF line_info does not cover every function start: no line info")
+        lines = []
+    fi = b"".join(struct.pack("<II", *r) for r in funcs)
+    li = b"".join(struct.pack("<IIII", *r) for r in lines)
+    return fi, li, notes
