@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import json
 import os
 import re
 import struct
@@ -777,3 +778,36 @@ def test_kfunc_calls_resolved_against_the_kernel(compile_c: Callable[..., Path],
     lock = fixed.find("bpf_rcu_read_lock", "func")
     assert lock is not None and lock.linkage == "static"
     k.btf_load(fix_btf(btf_sec.data, image)[0]).close()
+
+
+@needs_bpftool
+def test_kconfig_externs_filled_from_the_running_kernel(compile_c: Callable[..., Path],
+                                                        tmp_path: Path) -> None:
+    """LINUX_KERNEL_VERSION and CONFIG_* as libbpf fills them: the program computes the same
+    value whether bpftool (libbpf) or the native loader loaded it; a strong extern the kernel's
+    config lacks is refused by name, a weak one reads 0."""
+    path = compile_c((C_DIR / "ld_kconfig.c").read_text(), "ld_kconfig")
+    pin = f"/sys/fs/bpf/{tmp_path.name}"
+    data = tmp_path / "data.bin"
+    data.write_bytes(bytes(64))
+    subprocess.run(["bpftool", "prog", "load", str(path), pin], check=True,
+                   capture_output=True)
+    try:
+        ran = subprocess.run(["bpftool", "-j", "prog", "run", "pinned", pin, "data_in",
+                              str(data)], capture_output=True, text=True, check=True)
+    finally:
+        Path(pin).unlink(missing_ok=True)
+    libbpf_says = json.loads(ran.stdout)["retval"]
+    with load_all(load_object(path), loader="native") as loaded:
+        assert loaded.results["from_kconfig"].loaded, loaded.results["from_kconfig"].error
+        assert not any("refused the object's BTF" in n
+                       for n in loaded.results["from_kconfig"].notes)
+        ours = prog_test_run(loaded.prog_fd("from_kconfig"), data_in=bytes(64)).retval
+    assert ours == libbpf_says > 1  # CONFIG_BPF_JIT (1) + CONFIG_HZ
+    unset = load_object(compile_c((C_DIR / "ld_kconfig.c").read_text(), "ld_kconfig_unset",
+                                  "-DUNSET"))
+    with load_all(unset, loader="native") as loaded:
+        res = loaded.results["from_kconfig"]
+        assert not res.loaded and res.cause == "loader"
+        assert ".kconfig extern CONFIG_PYTEST_EBPF_STRONG_MISSING (int): not set in this " \
+               "kernel's config; fix: declare it __weak" in (res.error or ""), res.error

@@ -14,13 +14,21 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pytest_ebpf.abi import PseudoCall, PseudoSrc
 from pytest_ebpf.errors import EbpfError
+from pytest_ebpf.kernel.kconfig import SECTION as KCONFIG
+from pytest_ebpf.kernel.kconfig import KconfigVar
 from pytest_ebpf.kernel.targets import TargetError, kernel_btf
 from pytest_ebpf.obj.btf import parse_btf
-from pytest_ebpf.obj.btf_edit import datasec_layout, ksyms_as_vars, static_functions
+from pytest_ebpf.obj.btf_edit import (
+    datasec_layout,
+    extern_vars_allocated,
+    ksyms_as_vars,
+    static_functions,
+)
 from pytest_ebpf.obj.btf_ext import raw_line_info
 from pytest_ebpf.obj.elf import ElfImage
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
@@ -79,13 +87,17 @@ the kernel verifies them in their callers' context (as a global function, ``mems
 pointer: "Global function memset() doesn't return scalar")."""
 
 
-def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
+def fix_btf(btf_raw: bytes, image: ElfImage,
+            kconfig: tuple[Mapping[str, KconfigVar], int] | None = None
+            ) -> tuple[bytes, list[str]]:
     """The ``.BTF`` blob as the kernel needs it, as Aya loads it: DATASEC sizes from the ELF
     sections and variable offsets from their symbols
-    (:func:`~pytest_ebpf.obj.btf_edit.datasec_layout`), and the compiler builtins of
-    :data:`BUILTIN_FUNCTIONS` made static. Returns the new blob and remarks (one per function
-    made static); :class:`ObjectError` when it is malformed or a size or offset does not fit a
-    DATASEC's u32."""
+    (:func:`~pytest_ebpf.obj.btf_edit.datasec_layout`; the ``.kconfig`` DATASEC from
+    *kconfig*, the layout of :func:`~pytest_ebpf.kernel.kconfig.kconfig_layout`, its VARs made
+    global allocated), the compiler builtins of :data:`BUILTIN_FUNCTIONS` and the kfunc
+    declarations made static, the ``.ksyms`` members made ``int`` VAR slots. Returns the new
+    blob and remarks (one per builtin made static); :class:`ObjectError` when it is malformed
+    or a size or offset does not fit a DATASEC's u32."""
     btf = parse_btf(btf_raw, image.byteorder)
     sizes = {sec.name: sec.size for sec in image.sections[1:] if sec.name}
     by_index = {sec.index: sec.name for sec in image.sections[1:]}
@@ -95,6 +107,9 @@ def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
             section = by_index.get(sym.section_index)
             if section is not None:
                 offsets.setdefault((section, sym.name), sym.value)
+    if kconfig is not None and kconfig[0]:
+        sizes[KCONFIG] = kconfig[1]
+        offsets.update({(KCONFIG, v.name): v.offset for v in kconfig[0].values()})
     blob = datasec_layout(btf, sizes, offsets)
     blob, made_static = static_functions(btf, BUILTIN_FUNCTIONS, blob)
     notes = [f"{name}() made static in the BTF, as aya-obj does (the kernel verifies a "
@@ -103,6 +118,8 @@ def fix_btf(btf_raw: bytes, image: ElfImage) -> tuple[bytes, list[str]]:
     # them too); the calls name the kernel's own BTF ids
     externs = {t.name for t in btf.types if t.kind == "func" and t.linkage == "extern"}
     blob, _ = static_functions(btf, externs, blob)
+    if kconfig is not None and kconfig[0]:
+        blob = extern_vars_allocated(btf, KCONFIG, blob)
     blob, _ = ksyms_as_vars(btf, blob)  # changes the layout: last
     return blob, notes
 
@@ -164,9 +181,12 @@ def layout(prog: Program) -> list[Function]:
     return order
 
 
-def link_program(prog: Program, extras: Extras | None = None) -> LinkedProgram:
+def link_program(prog: Program, extras: Extras | None = None,
+                 kconfig: Mapping[str, KconfigVar] | None = None) -> LinkedProgram:
     """Lay out *prog*'s functions (:func:`layout`) and resolve calls and function pointers;
-    raises :class:`LinkError` for what cannot be loaded (undefined calls, kfuncs, ksyms...)."""
+    raises :class:`LinkError` for what cannot be loaded (undefined calls, kfuncs the kernel
+    lacks, ksym variables...). *kconfig*: where each ``.kconfig`` extern sits in its map
+    (:func:`~pytest_ebpf.kernel.kconfig.kconfig_layout`)."""
     starts: dict[tuple[str, str], int] = {}
     slots: list[list[int]] = []
     functions = layout(prog)
@@ -216,11 +236,13 @@ def link_program(prog: Program, extras: Extras | None = None) -> LinkedProgram:
             if ref.kind == "map":
                 map_slots.append((pos, ref.target))
             elif ref.kind == "data":
-                if ref.target == ".kconfig":
-                    raise LinkError(
-                        f"reference to .kconfig extern {ref.symbol} ({where}): not supported by "
-                        "the native loader; use the bpftool loader"
-                    )
+                if ref.target == KCONFIG:
+                    var = (kconfig or {}).get(ref.symbol or "")
+                    if var is None:
+                        raise LinkError(f"reference to .kconfig extern {ref.symbol} ({where}) "
+                                        "that the object's BTF does not declare")
+                    data_slots.append((pos, ref.target, var.offset + ref.addend))
+                    continue
                 data_slots.append((pos, ref.target, ref.addend))
             elif ref.kind == "func_ptr":
                 callee = prog.index.pointed_to(ref)

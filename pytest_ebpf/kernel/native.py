@@ -38,6 +38,7 @@ from pytest_ebpf.kernel.bpf import (
     prog_info,
     prog_load,
 )
+from pytest_ebpf.kernel.kconfig import KconfigError, KconfigVar, kconfig_data, kconfig_layout
 from pytest_ebpf.kernel.layout import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 from pytest_ebpf.kernel.link import Extras, LinkError, fix_btf, link_program, read_extras
 from pytest_ebpf.kernel.pins import pin_name
@@ -85,7 +86,7 @@ class _Maps:
             raise LinkError(self.errors[name])
         try:
             handle = self._create(name)
-        except (KernelError, LookupError, ValueError) as exc:
+        except (KernelError, LookupError, ValueError, KconfigError) as exc:
             self.errors[name] = f"cannot create map {name}: {exc}"
             raise LinkError(self.errors[name]) from exc
         self.loaded.maps[name] = handle
@@ -106,25 +107,27 @@ class _Maps:
         return self._btf_or_legacy_map(self.obj.map(name))
 
     def _data_map(self, sec: DataSection) -> MapHandle:
-        if sec.kind == "kconfig":
-            raise ValueError(".kconfig externs are not supported by the native loader")
-        if sec.size <= 0:
+        initial = sec.data if sec.kind not in ("bss", "kconfig") else b""
+        size = sec.size
+        if sec.kind == "kconfig":  # filled from the running kernel, read-only, as libbpf
+            initial = kconfig_data(self.obj)
+            size = len(initial)
+        if size <= 0:
             raise ValueError(f"data section {sec.name} is empty")
-        rodata = sec.kind == "rodata"
+        rodata = sec.kind in ("rodata", "kconfig")
         map_type = int(MapType.ARRAY)
         fd = map_create(
-            map_type, 4, sec.size, 1, BPF_F_RDONLY_PROG if rodata else 0,
+            map_type, 4, size, 1, BPF_F_RDONLY_PROG if rodata else 0,
             name=_data_map_name(self.obj, sec.name),
         )  # fmt: skip
         try:
-            initial = sec.data if sec.kind != "bss" else b""
-            map_update(fd, b"\0\0\0\0", initial.ljust(sec.size, b"\0")[: sec.size])
+            map_update(fd, b"\0\0\0\0", initial.ljust(size, b"\0")[:size])
             if rodata:
                 map_freeze(fd)
         except BaseException:
             fd.close()
             raise
-        return MapHandle(sec.name, fd, map_type, 4, sec.size, 1)
+        return MapHandle(sec.name, fd, map_type, 4, size, 1)
 
     def _btf_or_legacy_map(self, m: Map) -> MapHandle:
         max_entries = self.sizes.get(m.name, m.max_entries)
@@ -241,9 +244,14 @@ def load_native(
             )
         return
     extras, common_notes = read_extras(obj)
+    try:
+        kconfig, kconfig_size = kconfig_layout(obj)
+    except KconfigError as exc:
+        kconfig, kconfig_size = {}, 0
+        common_notes.append(str(exc))
     btf_fd: Fd | None = None
     if extras.btf_raw is not None and extras.image is not None:
-        fixed, fix_notes = fix_btf(extras.btf_raw, extras.image)
+        fixed, fix_notes = fix_btf(extras.btf_raw, extras.image, (kconfig, kconfig_size))
         common_notes += fix_notes
         try:
             btf_fd = btf_load(fixed)
@@ -257,7 +265,8 @@ def load_native(
         loaded._made_dir(pin_dir)
     maps = _Maps(loaded, btf_fd, pin_dir, max_entries or {})
     for prog in programs:
-        result, fd = _load_one(prog, obj, extras if btf_fd else None, btf_fd, maps, log_level,
+        result, fd = _load_one(prog, obj, extras if btf_fd else None, kconfig, btf_fd, maps,
+                               log_level,
                                tuple(common_notes))
         loaded._add_program(result, fd)
         if fd is not None and pin_dir is not None:
@@ -270,6 +279,7 @@ def _load_one(
     prog: Program,
     obj: EbpfObject,
     extras: Extras | None,
+    kconfig: dict[str, KconfigVar],
     btf_fd: Fd | None,
     maps: _Maps,
     log_level: int,
@@ -285,7 +295,7 @@ def _load_one(
             return _failed(prog, str(exc), notes=notes), None
         notes = (*notes, f"attach target: {target} (kernel BTF type {attach_btf_id})")
     try:
-        linked = link_program(prog, extras)
+        linked = link_program(prog, extras, kconfig)
         insns = bytearray(linked.insns)
         for slot, name in linked.map_slots:
             _patch_ld(insns, slot, PseudoSrc.MAP_FD, maps.get(name).fd.fileno(), 0)

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from pytest_ebpf.errors import ObjectError
 from pytest_ebpf.obj.btf import Btf
 
-__all__ = ["datasec_layout", "ksyms_as_vars", "static_functions"]
+__all__ = ["datasec_layout", "extern_vars_allocated", "ksyms_as_vars", "static_functions"]
 
 _U32_MAX = 0xFFFFFFFF
 _TYPE_FORMAT = "III"  # name_off info size_or_type
@@ -100,3 +100,17 @@ def ksyms_as_vars(btf: Btf, blob: bytes | None = None) -> tuple[bytes, int]:
     out[types_end:types_end] = var
     struct.pack_into(end + "II", out, 12, h.type_len + len(var), h.str_off + len(var))
     return bytes(out), n
+
+
+def extern_vars_allocated(btf: Btf, section: str, blob: bytes | None = None) -> bytes:
+    """*blob* with the extern VARs of DATASEC *section* (``.kconfig``) made global allocated,
+    as libbpf makes them once it has laid them out in a map: the kernel knows no extern VAR
+    linkage. Keeps the layout."""
+    end = "<" if btf.header.byteorder == "little" else ">"
+    out = bytearray(btf.raw if blob is None else blob)
+    sec = btf.find(section, "datasec")
+    for member in sec.datasec_vars if sec is not None else ():
+        var = btf.types[member.type]
+        if var.kind == "var" and var.linkage == "extern":
+            struct.pack_into(end + "I", out, btf.record_offsets[var.id] + _TYPE_SIZE, 1)
+    return bytes(out)
