@@ -168,8 +168,9 @@ def test_test_run_of_a_kprobe_names_the_type_and_alternatives(causes_obj: Path) 
     assert str(info.value) == (
         "BPF_PROG_TEST_RUN failed: ENOTSUPP (Operation not supported by this program or map "
         "type); the kernel cannot test-run a kprobe program (BPF_PROG_TEST_RUN has no runner "
-        "for this type); fix: attach it for real, or test its logic in an XDP, TC, "
-        "socket-filter or raw_tracepoint program")
+        "for this type); fix: attach it for real (ebpf_loaded.attached(NAME) for "
+        "raw_tracepoint and tp_btf programs, then trigger the event), or test its logic in an "
+        "XDP, TC, socket-filter or raw_tracepoint program")
 
 
 @needs_kernel

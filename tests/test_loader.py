@@ -734,6 +734,10 @@ def test_attached_tp_btf_program_sees_an_exec(compile_c: Callable[..., Path],
         after.wait()
         pids = {struct.unpack("=I", r)[0] for r in execs.records()}
         assert seen.pid in pids and after.pid not in pids, (seen.pid, after.pid, pids)
+        with pytest.raises(k.KernelError, match="the kernel test-runs only the fentry, fexit "
+                           r"and fmod_ret kinds of tracing programs \(not tp_btf or iter\); "
+                           r"fix: attach it for real \(ebpf_loaded.attached\(NAME\)"):
+            k.prog_test_run(loaded.prog_fd("on_exec"), data_in=bytes(64))
     other_obj = load_object(compile_c((C_DIR / "ld_optional.c").read_text(), "ld_optional"))
     other = load_all(other_obj, loader="native")
     try:

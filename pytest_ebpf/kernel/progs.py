@@ -257,7 +257,7 @@ def prog_test_run(
                 f"output buffer too small: data_out needs {attr.data_size_out} bytes, "
                 f"ctx_out {attr.ctx_size_out}; pass a larger data_size_out/ctx_size_out"
             )
-        elif err in (ENOTSUPP, _errno.EOPNOTSUPP, _errno.EINVAL):
+        elif err in (ENOTSUPP, _errno.EOPNOTSUPP, _errno.EINVAL, _errno.EFAULT):
             detail = _test_run_detail(attr.prog_fd, err, n)
         raise fail(_TEST_RUN, err, detail=detail)
     return TestRunResult(
@@ -289,10 +289,15 @@ def _test_run_detail(prog_fd: int, err: int, size: int) -> str:
     prog_type = _prog_type(prog_fd)
     if prog_type is None:
         return ""
+    attach = ("attach it for real (ebpf_loaded.attached(NAME) for raw_tracepoint and tp_btf "
+              "programs, then trigger the event), or test its logic in an XDP, TC, "
+              "socket-filter or raw_tracepoint program")
     if err in (ENOTSUPP, _errno.EOPNOTSUPP):
         return (f"the kernel cannot test-run {type_phrase(prog_type.label)} (BPF_PROG_TEST_RUN has "
-                "no runner for this type); fix: attach it for real, or test its logic in an "
-                "XDP, TC, socket-filter or raw_tracepoint program")
+                f"no runner for this type); fix: {attach}")
+    if prog_type == ProgType.TRACING and err == _errno.EFAULT:
+        return ("the kernel test-runs only the fentry, fexit and fmod_ret kinds of tracing "
+                f"programs (not tp_btf or iter); fix: {attach}")
     if prog_type in _PACKET_TYPES and size < ETH_HLEN:
         return (f"the packet is {size} byte{'' if size == 1 else 's'}, shorter than an Ethernet "
                 f"header: a test run of {type_phrase(prog_type.label)} needs at least "
