@@ -815,3 +815,32 @@ def test_kconfig_externs_filled_from_the_running_kernel(compile_c: Callable[...,
         assert not res.loaded and res.cause == "loader"
         assert ".kconfig extern CONFIG_PYTEST_EBPF_STRONG_MISSING (int): not set in this " \
                "kernel's config; fix: declare it __weak" in (res.error or ""), res.error
+
+
+@needs_bpftool
+def test_core_relocations_against_the_kernel(compile_c: Callable[..., Path],
+                                             tmp_path: Path) -> None:
+    """CO-RE as libbpf does it: each program's verdict is the one bpftool (libbpf) gets loading
+    it alone, and the relocated read really reads the kernel's field (the pid of a process
+    the test starts, sent through a ring buffer)."""
+    path = compile_c((C_DIR / "ld_core.c").read_text(), "ld_core")
+    said = {name: _bpftool_alone(path, name, tmp_path)
+            for name in ("exec_pid", "guarded", "unguarded")}
+    assert said["exec_pid"].returncode == 0 and said["guarded"].returncode == 0, said
+    assert said["unguarded"].returncode != 0
+    assert "failed to resolve CO-RE relocation <byte_off> [" in said["unguarded"].stderr
+    obj = load_object(path)
+    with load_all(obj, loader="native") as loaded:
+        r = loaded.results
+        assert r["exec_pid"].loaded and r["guarded"].loaded, (r["exec_pid"], r["guarded"])
+        assert any("CO-RE relocation(s) applied" in n for n in r["exec_pid"].notes)
+        assert not r["unguarded"].loaded and r["unguarded"].cause == "verifier"
+        assert r["unguarded"].error == (
+            "failed to resolve CO-RE relocation field_byte_offset of struct "
+            "task_struct.pytest_no_such_field (0:2) at insn 1 of unguarded: the kernel's BTF "
+            "has no such type or field (the verifier: invalid func unknown#195896080)")
+        with loaded.attached("exec_pid"):
+            child = subprocess.Popen(["/bin/true"])
+            child.wait()
+        pids = {struct.unpack("=I", rec)[0] for rec in loaded.maps["pids"].records()}
+        assert child.pid in pids, (child.pid, pids)

@@ -19,22 +19,29 @@ from dataclasses import dataclass, field
 
 from pytest_ebpf.abi import PseudoCall, PseudoSrc
 from pytest_ebpf.errors import EbpfError
+from pytest_ebpf.kernel.core import (
+    POISON_HELPER,
+    CoreError,
+    CoreValue,
+    describe,
+    resolve_relo,
+)
 from pytest_ebpf.kernel.kconfig import SECTION as KCONFIG
 from pytest_ebpf.kernel.kconfig import KconfigVar
 from pytest_ebpf.kernel.targets import TargetError, kernel_btf
-from pytest_ebpf.obj.btf import parse_btf
+from pytest_ebpf.obj.btf import Btf, parse_btf
 from pytest_ebpf.obj.btf_edit import (
     datasec_layout,
     extern_vars_allocated,
     ksyms_as_vars,
     static_functions,
 )
-from pytest_ebpf.obj.btf_ext import raw_line_info
+from pytest_ebpf.obj.btf_ext import CoreRelo, raw_line_info
 from pytest_ebpf.obj.elf import ElfImage
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
 
-__all__ = ["BUILTIN_FUNCTIONS", "Extras", "LinkError", "LinkedProgram", "extras_from_image",
-           "fix_btf", "layout", "link_program", "read_extras"]
+__all__ = ["BUILTIN_FUNCTIONS", "CoreInputs", "Extras", "LinkError", "LinkedProgram",
+           "extras_from_image", "fix_btf", "layout", "link_program", "read_extras"]
 
 _INSN = 8
 
@@ -141,6 +148,8 @@ class LinkedProgram:
     func_info: bytes
     line_info: bytes
     notes: tuple[str, ...]
+    poisoned: tuple[str, ...] = ()
+    """The CO-RE relocations this program's code was poisoned for, in words."""
 
 
 def _encode(func: Function) -> list[list[int]]:
@@ -182,11 +191,13 @@ def layout(prog: Program) -> list[Function]:
 
 
 def link_program(prog: Program, extras: Extras | None = None,
-                 kconfig: Mapping[str, KconfigVar] | None = None) -> LinkedProgram:
+                 kconfig: Mapping[str, KconfigVar] | None = None,
+                 core: CoreInputs | None = None) -> LinkedProgram:
     """Lay out *prog*'s functions (:func:`layout`) and resolve calls and function pointers;
     raises :class:`LinkError` for what cannot be loaded (undefined calls, kfuncs the kernel
     lacks, ksym variables...). *kconfig*: where each ``.kconfig`` extern sits in its map
-    (:func:`~pytest_ebpf.kernel.kconfig.kconfig_layout`)."""
+    (:func:`~pytest_ebpf.kernel.kconfig.kconfig_layout`). *core*: the object's BTF and CO-RE
+    relocations, applied against the kernel's BTF (:mod:`pytest_ebpf.kernel.core`)."""
     starts: dict[tuple[str, str], int] = {}
     slots: list[list[int]] = []
     functions = layout(prog)
@@ -256,13 +267,106 @@ def link_program(prog: Program, extras: Extras | None = None,
                 raise LinkError(
                     f"unsupported reference to {ref.target} ({where}): e.g. a .ksyms variable"
                 )
+    poisoned: list[str] = []
+    core_notes = _apply_core(functions, starts, slots, core, poisoned) if core else []
     func_info, line_info, notes = _btf_infos(functions, starts, extras)
+    notes = core_notes + notes
     insns = b"".join(
         struct.pack("<BBhi", s[0], (s[2] << 4) | (s[1] & 0xF), s[3], s[4]) for s in slots
     )
     return LinkedProgram(
-        insns, starts, tuple(map_slots), tuple(data_slots), func_info, line_info, tuple(notes)
+        insns, starts, tuple(map_slots), tuple(data_slots), func_info, line_info, tuple(notes),
+        tuple(poisoned),
     )
+
+
+@dataclass(frozen=True)
+class CoreInputs:
+    """What CO-RE needs from the object: its BTF and its relocations by section."""
+
+    local: Btf
+    relos: Mapping[str, tuple[CoreRelo, ...]]
+
+
+_MEM_SIZE_BITS = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
+_LD_IMM64 = 0x18
+
+
+def _apply_core(functions: list[Function], starts: dict[tuple[str, str], int],
+                slots: list[list[int]], core: CoreInputs, poisoned_out: list[str]) -> list[str]:
+    """Patch every CO-RE relocated instruction of the program's functions, as libbpf does."""
+    target: Btf | None = None
+    poisoned = 0
+    count = 0
+    for f in functions:
+        lo, hi = f.offset * _INSN, f.end * _INSN
+        for relo in core.relos.get(f.section, ()):
+            if not lo <= relo.insn_off < hi:
+                continue
+            if target is None:
+                try:
+                    target = kernel_btf()
+                except TargetError as exc:
+                    raise LinkError(f"CO-RE relocations in {f.name}: {exc}") from exc
+            pos = starts[f.key] + (relo.insn_off - lo) // _INSN
+            where = f"insn {(relo.insn_off - lo) // _INSN} of {f.name}"
+            try:
+                value = resolve_relo(core.local, target, relo)
+            except CoreError as exc:
+                raise LinkError(f"{exc} ({where})") from exc
+            count += 1
+            if value.target is None:
+                poisoned += 1
+                poisoned_out.append(f"{describe(core.local, relo)} at {where}")
+                was_wide = slots[pos][0] == _LD_IMM64
+                slots[pos][:] = [0x85, 0, 0, 0, POISON_HELPER - (1 << 32)
+                                 if POISON_HELPER >= 1 << 31 else POISON_HELPER]
+                if was_wide:
+                    slots[pos + 1][:] = [0x05, 0, 0, 0, 0]  # ja +0: the other half
+                continue
+            _patch(slots, pos, relo, value, where)
+    notes = []
+    if count:
+        notes.append(f"{count} CO-RE relocation(s) applied against the kernel's BTF"
+                     + (f", {poisoned} poisoned (no matching kernel type: reachable code is "
+                        "refused as with libbpf)" if poisoned else ""))
+    return notes
+
+
+def _patch(slots: list[list[int]], pos: int, relo: CoreRelo, value: CoreValue,
+           where: str) -> None:
+    insn = slots[pos]
+    op = insn[0]
+    cls = op & 0x07
+    new = value.target
+    assert new is not None
+    if op == _LD_IMM64:
+        insn[4] = _s32(new & 0xFFFFFFFF)
+        slots[pos + 1][4] = _s32((new >> 32) & 0xFFFFFFFF)
+    elif cls in (4, 7) and not op & 0x08:  # alu/alu64 with an immediate
+        if insn[4] != value.local:
+            raise LinkError(f"CO-RE {relo.kind} ({where}): the instruction holds {insn[4]}, "
+                            f"not the local value {value.local}")
+        insn[4] = _s32(new)
+    elif cls in (1, 2, 3) and relo.kind == "field_byte_offset":  # ldx, st, stx
+        if insn[3] != value.local:
+            raise LinkError(f"CO-RE field offset ({where}): the instruction's offset is "
+                            f"{insn[3]}, not the local {value.local}")
+        if not -(1 << 15) <= new < 1 << 15:
+            raise LinkError(f"CO-RE field offset {new} ({where}) does not fit an instruction")
+        insn[3] = new
+        size_bits = _MEM_SIZE_BITS.get(value.target_size or 0)
+        if (value.target_size != value.local_size and size_bits is not None
+                and _MEM_SIZE_BITS.get(value.local_size or 0) == op & 0x18):
+            insn[0] = (op & ~0x18) | size_bits  # the kernel's field is wider or narrower
+    else:
+        raise LinkError(f"CO-RE {relo.kind} on an instruction (opcode {op:#04x}) it cannot "
+                        f"patch ({where})")
+
+
+def _s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _btf_infos(

@@ -38,9 +38,17 @@ from pytest_ebpf.kernel.bpf import (
     prog_info,
     prog_load,
 )
+from pytest_ebpf.kernel.core import POISON_HELPER
 from pytest_ebpf.kernel.kconfig import KconfigError, KconfigVar, kconfig_data, kconfig_layout
 from pytest_ebpf.kernel.layout import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
-from pytest_ebpf.kernel.link import Extras, LinkError, fix_btf, link_program, read_extras
+from pytest_ebpf.kernel.link import (
+    CoreInputs,
+    Extras,
+    LinkError,
+    fix_btf,
+    link_program,
+    read_extras,
+)
 from pytest_ebpf.kernel.pins import pin_name
 from pytest_ebpf.kernel.results import Cause, LoadedObject, LoadResult, MapHandle
 from pytest_ebpf.kernel.sys import has_admin, permission_message
@@ -295,7 +303,10 @@ def _load_one(
             return _failed(prog, str(exc), notes=notes), None
         notes = (*notes, f"attach target: {target} (kernel BTF type {attach_btf_id})")
     try:
-        linked = link_program(prog, extras, kconfig)
+        core = (CoreInputs(obj.btf, obj.btf_ext.core_relos)
+                if obj.btf is not None and obj.btf_ext is not None and obj.btf_ext.core_relos
+                else None)
+        linked = link_program(prog, extras, kconfig, core)
         insns = bytearray(linked.insns)
         for slot, name in linked.map_slots:
             _patch_ld(insns, slot, PseudoSrc.MAP_FD, maps.get(name).fd.fileno(), 0)
@@ -337,6 +348,10 @@ def _load_one(
                            cause="permission"), None
         error = summary.error_line or refused or \
             f"load failed: {os.strerror(err) if err else 'unknown'}"
+        if linked.poisoned and error.endswith(f"unknown#{POISON_HELPER}"):
+            # libbpf rewrites this line of the log the same way: the poisoned relocation
+            error = (f"failed to resolve CO-RE relocation {'; '.join(linked.poisoned)}: the "
+                     f"kernel's BTF has no such type or field (the verifier: {error})")
         return _failed(prog, error, log, notes, cause="verifier"), None
     info = prog_info(fd)
     return (
