@@ -854,10 +854,11 @@ def test_every_test_runnable_type_runs(compile_c: Callable[..., Path], loader: s
     packet = bytes(64)
     with load_all(obj, loader=loader) as loaded:
         assert all(r.loaded for r in loaded.results.values()), loaded.results
-        run = {name: prog_test_run(loaded.prog_fd(name), **kw).retval for name, kw in (
-            ("rt", {"ctx_in": struct.pack("=QQ", 1, 42)}), ("sc", {"ctx_in": bytes(8)}),
-            ("cs", {"data_in": packet}), ("tcp", {"data_in": packet}),
-            ("fd", {"data_in": packet}), ("sf", {"data_in": packet}))}
+        run = {name: prog_test_run(loaded.prog_fd(name), data_in=data, ctx_in=ctx).retval
+               for name, data, ctx in (
+                   ("rt", b"", struct.pack("=QQ", 1, 42)), ("sc", b"", bytes(8)),
+                   ("cs", packet, None), ("tcp", packet, None), ("fd", packet, None),
+                   ("sf", packet, None))}
         other = prog_test_run(loaded.prog_fd("rt"), ctx_in=struct.pack("=QQ", 1, 41)).retval
     assert run == {"rt": 7, "sc": 9, "cs": 1, "tcp": 64, "fd": 0, "sf": 64 - 14}
     assert other == 3  # the raw tracepoint program read the ctx it was given
