@@ -862,3 +862,22 @@ def test_every_test_runnable_type_runs(compile_c: Callable[..., Path], loader: s
         other = prog_test_run(loaded.prog_fd("rt"), ctx_in=struct.pack("=QQ", 1, 41)).retval
     assert run == {"rt": 7, "sc": 9, "cs": 1, "tcp": 64, "fd": 0, "sf": 64 - 14}
     assert other == 3  # the raw tracepoint program read the ctx it was given
+
+
+def test_maps_pinned_by_name_are_shared_within_the_session(
+        compile_c: Callable[..., Path]) -> None:
+    """Two loads of an object whose map is pinned by name share the map through the session's
+    private pin directory (never /sys/fs/bpf itself: bpftool, which would pin there, is not
+    chosen)."""
+    obj = load_object(compile_c((C_DIR / "ld_pinned.c").read_text(), "ld_pinned"))
+    assert obj.map("shared").pinning == 1
+    chosen, why = choose_loader(obj, "auto")
+    assert chosen == "native" and "shared (pinned by name)" in why
+    assert not Path("/sys/fs/bpf/shared").exists()
+    with load_all(obj) as first, load_all(obj) as second:
+        prog_test_run(first.prog_fd("bump"), data_in=bytes(64))
+        prog_test_run(second.prog_fd("bump"), data_in=bytes(64))
+        assert first.maps["shared"].lookup(0) == second.maps["shared"].lookup(0) == \
+            struct.pack("=Q", 2)
+        assert (session_pin_dir() / "by-name" / "shared").exists()
+    assert not Path("/sys/fs/bpf/shared").exists()

@@ -98,9 +98,12 @@ def _optional(obj: EbpfObject) -> list[str]:
 
 
 def unsafe_pin_names(obj: EbpfObject) -> list[str]:
-    """Program and map names that libbpf would turn into pin paths outside its directory."""
+    """Program and map names that libbpf would turn into pin paths outside its directory, and
+    maps pinned by name (libbpf pins those under /sys/fs/bpf itself, not in our private
+    directory)."""
     names = [p.name for p in obj.programs] + [m.name for m in obj.maps]
-    return [n for n in names if "/" in n or n in ("", ".", "..")]
+    bad = [n for n in names if "/" in n or n in ("", ".", "..")]
+    return bad + [f"{m.name} (pinned by name)" for m in obj.maps if m.pinning == 1]
 
 
 def choose_loader(obj: EbpfObject, requested: str = "auto") -> tuple[LoaderName, str]:
@@ -122,8 +125,9 @@ def choose_loader(obj: EbpfObject, requested: str = "auto") -> tuple[LoaderName,
         if unsafe:
             raise LoaderError(
                 f"bpftool would pin {', '.join(map(repr, unsafe))} outside its pin directory "
-                "(libbpf pins under the raw name; '/' or '..' in it); fix: --ebpf-loader=native "
-                "(--loader native), which escapes pin names"
+                "(libbpf pins under the raw name, '/' or '..' in it, and maps pinned by name at "
+                "/sys/fs/bpf itself); fix: --ebpf-loader=native (--loader native), which "
+                "escapes pin names and pins in its private directory"
             )
         return "bpftool", "bpftool: requested"
     if requested != "auto":

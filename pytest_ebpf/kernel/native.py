@@ -31,7 +31,9 @@ from pytest_ebpf.kernel.bpf import (
     btf_load,
     map_create,
     map_freeze,
+    map_info,
     map_update,
+    obj_get,
     obj_pin,
     parse_verifier_log,
     possible_cpus,
@@ -49,7 +51,7 @@ from pytest_ebpf.kernel.link import (
     link_program,
     read_extras,
 )
-from pytest_ebpf.kernel.pins import pin_name
+from pytest_ebpf.kernel.pins import PinError, pin_name, session_pin_dir
 from pytest_ebpf.kernel.results import Cause, LoadedObject, LoadResult, MapHandle
 from pytest_ebpf.kernel.sys import has_admin, permission_message
 from pytest_ebpf.kernel.targets import TargetError, attach_target, needs_target
@@ -93,8 +95,9 @@ class _Maps:
         if name in self.errors:
             raise LinkError(self.errors[name])
         try:
-            handle = self._create(name)
-        except (KernelError, LookupError, ValueError, KconfigError) as exc:
+            shared = self._by_name_pin(name)
+            handle = shared if shared is not None else self._create(name)
+        except (KernelError, LookupError, ValueError, KconfigError, PinError) as exc:
             self.errors[name] = f"cannot create map {name}: {exc}"
             raise LinkError(self.errors[name]) from exc
         self.loaded.maps[name] = handle
@@ -106,6 +109,33 @@ class _Maps:
             path = maps_dir / pin_name(name.replace(".", "_"))
             obj_pin(handle.fd, path)
             self.loaded._pinned(path)
+        return handle
+
+    def _by_name_pin(self, name: str) -> MapHandle | None:
+        """A map the object pins by name (Aya's ``PinningType::ByName``, libbpf's
+        ``LIBBPF_PIN_BY_NAME``): shared by every load of the session through one pin in the
+        session's private pin directory, made by the first load, reused by the others (as Aya
+        and libbpf reuse a pinned map). None for other maps."""
+        m = next((m for m in self.obj.maps if m.name == name), None)
+        if m is None or m.pinning != 1:
+            return None
+        directory = session_pin_dir() / "by-name"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        path = directory / pin_name(name)
+        if path.exists():
+            fd = obj_get(path)
+            info = map_info(fd)
+            want = (m.type_id, m.key_size, m.value_size,
+                    self.sizes.get(m.name, m.max_entries))
+            got = (info.type, info.key_size, info.value_size, info.max_entries)
+            if got != want and not (m.max_entries == 0 and got[:3] == want[:3]):
+                fd.close()
+                raise ValueError(f"the map pinned by name at {path} is (type, key, value, "
+                                 f"entries) {got}, this object declares {want}")
+            return MapHandle(name, fd, info.type, info.key_size, info.value_size,
+                             info.max_entries)
+        handle = self._create(name)
+        obj_pin(handle.fd, path)
         return handle
 
     def _create(self, name: str) -> MapHandle:
