@@ -881,3 +881,26 @@ def test_maps_pinned_by_name_are_shared_within_the_session(
             struct.pack("=Q", 2)
         assert (session_pin_dir() / "by-name" / "shared").exists()
     assert not Path("/sys/fs/bpf/shared").exists()
+
+
+@needs_bpftool
+def test_map_values_decoded_through_btf(compile_c: Callable[..., Path]) -> None:
+    """MapHandle.value(): the struct a program wrote, decoded through the map's BTF type, equal
+    to what bpftool's BTF-formatted dump of the same map says."""
+    obj = load_object(compile_c((C_DIR / "ld_btf_values.c").read_text(), "ld_btf_values"))
+    with load_all(obj, loader="native") as loaded:
+        prog_test_run(loaded.prog_fd("fill"), data_in=bytes(64))
+        stats = loaded.maps["stats"]
+        value = stats.value(0)
+        assert value == {"count": 7, "delta": -3, "flags": 5, "mode": 17,
+                         "hist": [1, 0, 1 << 40], "in": {"a": 0, "b": 99}}
+        map_id = k.map_info(stats.fd).id
+        dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(map_id)],
+                              capture_output=True, text=True, check=True)
+        [entry] = json.loads(dump.stdout)
+        shown = entry["formatted"]["value"]  # bpftool prints bitfields in hex
+        assert {k: int(v, 16) if isinstance(v, str) else v for k, v in shown.items()} == value
+    example = load_object(compile_c((C_DIR / "ld_ringbuf.c").read_text(), "ld_ringbuf"))
+    with load_all(example, max_entries={"events": 4096}) as rb, \
+            pytest.raises(TypeError, match="has no BTF value type"):
+        rb.maps["events"].value(0)

@@ -207,7 +207,10 @@ class _Maps:
         finally:
             if inner is not None:
                 inner.close()
-        return MapHandle(m.name, fd, m.type_id, m.key_size, m.value_size, max_entries)
+        typed = m.source == "btf" and bool(m.value_type_id)
+        return MapHandle(m.name, fd, m.type_id, m.key_size, m.value_size, max_entries,
+                         btf=self.obj.btf if typed else None,
+                         key_type_id=m.key_type_id or 0, value_type_id=m.value_type_id or 0)
 
 
 def _data_map_name(obj: EbpfObject, section: str) -> str:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 from pytest_ebpf.abi import MapType
 from pytest_ebpf.errors import EbpfError
@@ -32,6 +32,7 @@ from pytest_ebpf.kernel.pins import (
     release_session_pin_dir,
     remove_tree,
 )
+from pytest_ebpf.obj.btf import Btf
 from pytest_ebpf.obj.model import EbpfObject
 
 LoaderName = Literal["bpftool", "native"]
@@ -166,6 +167,10 @@ class MapHandle:
     key_size: int
     value_size: int
     max_entries: int
+    btf: Btf | None = field(default=None, repr=False, compare=False)
+    """The object's BTF, when the map's key and value have BTF types (BTF-defined maps)."""
+    key_type_id: int = 0
+    value_type_id: int = 0
 
     @property
     def percpu(self) -> bool:
@@ -208,6 +213,22 @@ class MapHandle:
             value = self.lookup(key)
             if value is not None:
                 yield key, value
+
+    def value(self, key: KeyLike) -> Any:
+        """The value at *key* decoded through its BTF type (:mod:`pytest_ebpf.obj.btf_values`:
+        structs as dicts...); a list of them for a per-CPU map; None when the key is absent.
+        TypeError for a map without BTF types (Aya's legacy ``maps`` section)."""
+        if self.btf is None or not self.value_type_id:
+            raise TypeError(f"map {self.name} has no BTF value type (a legacy or untyped map): "
+                            "use lookup() and decode the bytes")
+        from pytest_ebpf.obj.btf_values import decode
+
+        raw = self.lookup(key)
+        if raw is None:
+            return None
+        if isinstance(raw, list):
+            return [decode(self.btf, self.value_type_id, v, sys.byteorder) for v in raw]
+        return decode(self.btf, self.value_type_id, raw, sys.byteorder)
 
     def records(self) -> list[bytes]:
         """A ring buffer's committed records since the last call, oldest first (read from its
