@@ -62,7 +62,12 @@ def test_json_on_rust_example(lock_obj: Path) -> None:
     assert data["endianness"] == "little"
     assert data["license"] == "Dual MIT/GPL"
     assert data["btf"]["present"] and data["btf"]["ext"] and data["btf"]["types"] > 0
-    assert [m["name"] for m in data["maps"]] == ["BLOCKLIST", "EXECS", "EXEC_COUNT"]
+    assert [m["name"] for m in data["maps"]] == ["BLOCKLIST", "EXEC_COUNT", "EXECS"]
+    execs = next(m for m in data["maps"] if m["name"] == "EXECS")
+    # aya-ebpf's BTF ring buffer: its record type is declared, its value_size 0 wins (the
+    # kernel needs key and value sizes 0 for a ring buffer)
+    assert execs == {**execs, "section": ".maps", "type": "ringbuf", "key_size": 0,
+                     "value_size": 0, "max_entries": 65536, "source": "btf"}
     assert data["maps"][0] == {**data["maps"][0], "section": "maps", "type": "hash",
                                "key_size": 4, "value_size": 4, "max_entries": 1024}
     progs = {p["name"]: p for p in data["programs"]}

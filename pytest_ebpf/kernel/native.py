@@ -75,6 +75,9 @@ _TRAMPOLINE_REFUSED = (
 
 # --- maps ---------------------------------------------------------------------------------------
 
+# Maps the kernel creates without key/value types (a ring buffer's records are not values).
+_NO_BTF_TYPES = frozenset({MapType.RINGBUF, MapType.USER_RINGBUF})
+
 
 class _Maps:
     """Creates the object's maps on first use and remembers failures."""
@@ -190,6 +193,7 @@ class _Maps:
                 self.btf_fd is not None
                 and m.source == "btf"
                 and (m.key_type_id or m.value_type_id)
+                and m.type_id not in _NO_BTF_TYPES
             ):
                 try:
                     fd = map_create(

@@ -249,9 +249,11 @@ def _btf_map(
         raise ObjectError(f"{what}: BTF definition has no 'type' field")
     key_size = ints.get("key_size", 0)
     value_size = ints.get("value_size", 0)
-    if key_type is not None:
+    # An explicit size wins over the type's (aya-ebpf's btf_maps RingBuf declares its record
+    # type and value_size 0, which is what the kernel needs for a ring buffer)
+    if key_type is not None and "key_size" not in ints:
         key_size = btf.size_of(key_type)
-    if value_type is not None:
+    if value_type is not None and "value_size" not in ints:
         value_size = btf.size_of(value_type)
     for field, bytes_ in (("key", key_size), ("value", value_size)):
         if bytes_ > _U32_MAX:

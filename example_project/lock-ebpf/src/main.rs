@@ -9,9 +9,10 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
+    btf_maps::RingBuf,
     helpers::bpf_get_current_pid_tgid,
-    macros::{btf_tracepoint, map, tracepoint, xdp},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    macros::{btf_map, btf_tracepoint, map, tracepoint, xdp},
+    maps::{HashMap, PerCpuArray},
     programs::{BtfTracePointContext, TracePointContext, XdpContext},
 };
 use lock_common::{BLOCKLIST_MAX_ENTRIES, BlocklistKey, EXEC_COUNT_INDEX};
@@ -27,9 +28,10 @@ static BLOCKLIST: HashMap<BlocklistKey, u32> =
 #[map]
 static EXEC_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Pids of the tasks that exec (`u32`, native byte order), one record each.
-#[map]
-static EXECS: RingBuf = RingBuf::with_byte_size(16 * 4096, 0);
+/// Pids of the tasks that exec (`u32`, native byte order), one record each. A BTF map (in
+/// `.maps`, described by BTF), where Aya is heading; the other maps use the legacy section.
+#[btf_map]
+static EXECS: RingBuf<u32, { 16 * 4096 }> = RingBuf::new();
 
 const ETH_HDR_LEN: usize = 14;
 const ETH_TYPE_OFFSET: usize = 12;
@@ -101,7 +103,7 @@ pub fn lock_exec(_ctx: TracePointContext) -> u32 {
 pub fn lock_exec_btf(_ctx: BtfTracePointContext) -> u32 {
     let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // A full ring buffer drops the event: user space reads it often enough.
-    let _ = EXECS.output::<u32>(&pid, 0);
+    let _ = EXECS.output(pid, 0);
     0
 }
 
