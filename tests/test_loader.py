@@ -18,6 +18,8 @@ from typing import Callable
 import pytest
 from kernel_wait import wait_unloaded
 
+from pytest_ebpf.analysis.profiles import host_profile
+from pytest_ebpf.analysis.rules import judge
 from pytest_ebpf.kernel import bpf as k
 from pytest_ebpf.kernel.bpf import BPF_MAP_TYPE, possible_cpus, prog_test_run
 from pytest_ebpf.kernel.bpftool import hide_programs
@@ -904,3 +906,25 @@ def test_map_values_decoded_through_btf(compile_c: Callable[..., Path]) -> None:
     with load_all(example, max_entries={"events": 4096}) as rb, \
             pytest.raises(TypeError, match="has no BTF value type"):
         rb.maps["events"].value(0)
+
+
+def test_no_license_section_loads_as_gpl_like_aya(compile_c: Callable[..., Path]) -> None:
+    """No license section: loaded as "GPL" (aya-obj's default), so a GPL-only helper is
+    accepted, and the static license rule agrees; a non-GPL license is refused by the kernel
+    and predicted by the rule."""
+    source = (C_DIR / "ld_no_license.c").read_text()
+    none = load_object(compile_c(source, "ld_no_license"))
+    assert none.license is None
+    with load_all(none, loader="native") as loaded:
+        assert loaded.results["reads"].loaded, loaded.results["reads"].error
+    assert [f for v in judge(none, [host_profile()]) for f in v.findings
+            if f.rule == "license"] == []
+    proprietary = load_object(compile_c(source, "ld_proprietary", "-DPROPRIETARY"))
+    with load_all(proprietary, loader="native") as loaded:
+        res = loaded.results["reads"]
+        assert not res.loaded
+        assert "cannot call GPL-restricted function from non-GPL compatible program" in \
+            (res.error or "")
+    [finding] = [f for v in judge(proprietary, [host_profile()]) for f in v.findings
+                 if f.rule == "license"]
+    assert finding.check == "gpl_only_helper" and "'Proprietary'" in finding.message
