@@ -82,9 +82,20 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for: importlib.metadata costs every other
+    command 20 ms of start-up."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        sys.stdout.write(f"pytest-ebpf {_version()}\n")  # stdout, as argparse's own
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pytest-ebpf", description=__doc__)
-    p.add_argument("--version", action="version", version=f"pytest-ebpf {_version()}")
+    p.add_argument("--version", action=_VersionAction, nargs=0,
+                   help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
     doc = sub.add_parser("doctor", help="check every prerequisite of an eBPF build")
     doc.add_argument("--crate", help="the eBPF crate (directory or package name)")
