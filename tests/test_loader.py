@@ -928,3 +928,25 @@ def test_no_license_section_loads_as_gpl_like_aya(compile_c: Callable[..., Path]
     [finding] = [f for v in judge(proprietary, [host_profile()]) for f in v.findings
                  if f.rule == "license"]
     assert finding.check == "gpl_only_helper" and "'Proprietary'" in finding.message
+
+
+@needs_bpftool
+def test_typed_ksyms_linked_through_the_kernel_btf(compile_c: Callable[..., Path],
+                                                   tmp_path: Path) -> None:
+    """A typed ksym gets the kernel's BTF id of the variable: the verdict and its reason are
+    the kernel's, the same through bpftool (libbpf) and the native loader; a ksym the kernel's
+    BTF lacks is refused by name."""
+    source = (C_DIR / "ld_ksyms.c").read_text()
+    path = compile_c(source, "ld_ksyms")
+    truth = _bpftool_alone(path, "active", tmp_path)
+    with load_all(load_object(path), loader="native") as loaded:
+        res = loaded.results["active"]
+    assert res.loaded == (truth.returncode == 0), (res, truth.stderr[-1500:])
+    if not res.loaded:
+        assert res.error and res.error in truth.stderr
+    missing = load_object(compile_c(source, "ld_ksyms_missing", "-DMISSING"))
+    with load_all(missing, loader="native") as loaded:
+        gone = loaded.results["missing"]
+    assert not gone.loaded and gone.cause == "loader"
+    assert "ksym pytest_ebpf_no_such_ksym" in (gone.error or "") and \
+        "this kernel's BTF has no variable pytest_ebpf_no_such_ksym" in (gone.error or "")

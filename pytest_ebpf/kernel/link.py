@@ -263,10 +263,10 @@ def link_program(prog: Program, extras: Extras | None = None,
                 slots[pos][2] = PseudoSrc.FUNC
                 slots[pos][4] = target - pos - 1
                 slots[pos + 1][4] = 0
+            elif ref.target_section is None:  # an extern: a typed .ksyms variable
+                _link_ksym(slots, pos, ref.target, where)
             else:
-                raise LinkError(
-                    f"unsupported reference to {ref.target} ({where}): e.g. a .ksyms variable"
-                )
+                raise LinkError(f"unsupported reference to {ref.target} ({where})")
     poisoned: list[str] = []
     core_notes = _apply_core(functions, starts, slots, core, poisoned) if core else []
     func_info, line_info, notes = _btf_infos(functions, starts, extras)
@@ -278,6 +278,24 @@ def link_program(prog: Program, extras: Extras | None = None,
         insns, starts, tuple(map_slots), tuple(data_slots), func_info, line_info, tuple(notes),
         tuple(poisoned),
     )
+
+
+def _link_ksym(slots: list[list[int]], pos: int, name: str, where: str) -> None:
+    """A typed ksym (``extern const T name __ksym;``): the kernel's BTF id of the variable, in
+    an ``ld_imm64`` with ``src = BPF_PSEUDO_BTF_ID``, as libbpf links it."""
+    try:
+        var = kernel_btf().find(name, "var")
+    except TargetError as exc:
+        raise LinkError(f"ksym {name} ({where}): {exc}") from exc
+    if var is None:
+        raise LinkError(f"ksym {name} ({where}): this kernel's BTF has no variable {name} "
+                        "(vmlinux BTF describes per-CPU variables; untyped ksyms, read from "
+                        "kallsyms, are not linked by this loader)")
+    if slots[pos][0] != _LD_IMM64:
+        raise LinkError(f"ksym {name} ({where}): the instruction is not an ld_imm64")
+    slots[pos][2] = PseudoSrc.BTF_ID
+    slots[pos][4] = var.id
+    slots[pos + 1][4] = 0  # the BTF object: vmlinux
 
 
 @dataclass(frozen=True)
