@@ -33,7 +33,8 @@ from pathlib import Path
 from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.obj.model import EbpfObject
 
-__all__ = ["KconfigError", "KconfigVar", "kconfig_data", "kconfig_layout", "kernel_config"]
+__all__ = ["KconfigError", "KconfigVar", "kconfig_data", "kconfig_layout", "kernel_config",
+           "version_code"]
 
 SECTION = ".kconfig"
 
@@ -120,7 +121,9 @@ def kernel_config(release: str | None = None) -> dict[str, str]:
                        "CONFIG_IKCONFIG_PROC=y, or install the kernel's config file")
 
 
-def _version_code(release: str) -> int:
+def version_code(release: str) -> int:
+    """``KERNEL_VERSION(a, b, c)`` of a release (``6.18.44-fc`` -> 0x0612ff, c capped at
+    255), as the kernel and libbpf compute it."""
     m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
     if m is None:
         raise KconfigError(f"LINUX_KERNEL_VERSION: cannot read a version from {release!r}")
@@ -172,7 +175,7 @@ def kconfig_data(obj: EbpfObject, config: Mapping[str, str] | None = None,
     blob = bytearray(size)
     for var in layout.values():
         if var.name == "LINUX_KERNEL_VERSION":
-            value = _version_code(release).to_bytes(var.size, "little")
+            value = version_code(release).to_bytes(var.size, "little")
         elif var.name.startswith("LINUX_HAS_"):
             value = (1).to_bytes(var.size, "little")  # BPF cookies, syscall wrappers: 5.15+
         else:

@@ -41,7 +41,13 @@ from pytest_ebpf.kernel.bpf import (
     prog_load,
 )
 from pytest_ebpf.kernel.core import POISON_HELPER
-from pytest_ebpf.kernel.kconfig import KconfigError, KconfigVar, kconfig_data, kconfig_layout
+from pytest_ebpf.kernel.kconfig import (
+    KconfigError,
+    KconfigVar,
+    kconfig_data,
+    kconfig_layout,
+    version_code,
+)
 from pytest_ebpf.kernel.layout import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 from pytest_ebpf.kernel.link import (
     CoreInputs,
@@ -236,14 +242,11 @@ def _license(obj: EbpfObject) -> str:
 
 
 def _kernel_version_code() -> int:
+    """The running kernel's version code (kprobe programs must pass it); 0 when unreadable."""
     try:
-        parts = os.uname().release.split("-")[0].split(".")
-        a, b, c = (
-            int("".join(ch for ch in p if ch.isdigit()) or 0) for p in (parts + ["0"] * 3)[:3]
-        )
-    except ValueError:
+        return version_code(os.uname().release)
+    except KconfigError:
         return 0
-    return (a << 16) + (b << 8) + min(c, 255)
 
 
 def _failed(prog: Program, error: str, log: str = "", notes: tuple[str, ...] = (),
