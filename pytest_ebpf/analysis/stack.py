@@ -592,17 +592,19 @@ def stack_problems(
     With *profile*, that kernel's rules apply (its frame rounding and private stacks replace
     *frame_round*) and the messages name it. *stack*, when given, is the matching
     :func:`program_stack` already computed."""
-    private_min: int | None = None
     on = ""
     why = f"frames rounded to {frame_round}"
     if profile is not None:
         frame_round = profile.frame_round
         why = profile.frame_round_why
         on = f" on {profile.label}"
-        if has_private_stacks(prog, profile):
-            private_min = PRIV_STACK_MIN_SIZE
     label = profile.label if profile is not None else None
-    ps = stack if stack is not None else program_stack(obj, prog, frame_round, private_min)
+    if stack is not None:
+        ps = stack
+    elif profile is not None:
+        ps = profile_stack(obj, prog, profile)
+    else:
+        ps = program_stack(obj, prog, frame_round)
     out: list[Finding] = []
     for name, use in ps.uses.items():
         if use.depth > limits.total:

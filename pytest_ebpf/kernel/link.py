@@ -337,8 +337,7 @@ def _apply_core(functions: list[Function], starts: dict[tuple[str, str], int],
                 poisoned += 1
                 poisoned_out.append(f"{describe(core.local, relo)} at {where}")
                 was_wide = slots[pos][0] == _LD_IMM64
-                slots[pos][:] = [0x85, 0, 0, 0, POISON_HELPER - (1 << 32)
-                                 if POISON_HELPER >= 1 << 31 else POISON_HELPER]
+                slots[pos][:] = [0x85, 0, 0, 0, _s32(POISON_HELPER)]
                 if was_wide:
                     slots[pos + 1][:] = [0x05, 0, 0, 0, 0]  # ja +0: the other half
                 continue
