@@ -6,7 +6,6 @@ Each setting remembers where its value came from, so the report header can say w
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -25,8 +24,7 @@ from pytest_ebpf.analysis.budgets import (
 from pytest_ebpf.analysis.profiles import (
     KernelProfile,
     ProfileError,
-    default_kernels,
-    parse_kernels,
+    choose_kernels,
 )
 from pytest_ebpf.analysis.rules import rule_ids
 from pytest_ebpf.build.cargo import BPF_TARGETS
@@ -397,16 +395,10 @@ def load_settings(config: pytest.Config) -> Settings:
 
 
 def _kernels(res: Resolved, stack_frame: int | None) -> tuple[KernelProfile, ...]:
-    """The profiles named (``host`` detected); with the default and an undetectable host,
-    the oldest profile, saying why."""
+    """The profiles named; the default (``host``, else the oldest profile) when unset."""
     try:
-        if res.source == "default":
-            found, why = default_kernels()
-            return tuple(dataclasses.replace(p, source=p.source if p.name == "host" else why,
-                                             frame_round_override=stack_frame)
-                         for p in found)
-        return parse_kernels(res.value or "host", source=f"named by {res.source}",
-                             stack_frame=stack_frame)
+        return choose_kernels(None if res.source == "default" else res.value,
+                              source=f"named by {res.source}", stack_frame=stack_frame)
     except ProfileError as exc:
         raise pytest.UsageError(f"{res.spelled(option('kernel'))}: {exc}") from exc
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_ebpf.analysis.report import table_lines
 from pytest_ebpf.session import OUTCOME_KEY, PROPERTY, report_doc
 from pytest_ebpf.settings import SETTINGS_KEY
 
@@ -52,8 +53,7 @@ def table(doc: dict[str, Any]) -> list[str]:
         rows.append([p["name"], p["section"], p["type"], str(p["instructions"]), *stacks,
                      chain, "yes" if p["btf"] else "NO", helpers or "-",
                      str(load.get("verdict", "-")), str(load.get("processed_insns") or "-")])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = table_lines(rows)
     if len(doc["programs"]) > TABLE_ROWS:
         lines.append(f"... and {len(doc['programs']) - TABLE_ROWS} more programs "
                      "(--ebpf-report PATH has them all)")

@@ -20,8 +20,7 @@ from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.analysis.profiles import (
     KernelProfile,
     ProfileError,
-    default_kernels,
-    parse_kernels,
+    choose_kernels,
 )
 from pytest_ebpf.analysis.report import Case, fail
 from pytest_ebpf.analysis.stack import profile_stack, stack_problems
@@ -70,10 +69,8 @@ def kernel_profile(kernel: KernelSpec) -> KernelProfile:
     the oldest named profile where it cannot be detected)."""
     if isinstance(kernel, KernelProfile):
         return kernel
-    if kernel is None:
-        return default_kernels()[0][0]
     try:
-        return parse_kernels(kernel)[0]
+        return choose_kernels(kernel)[0]
     except ProfileError as exc:
         raise ValueError(str(exc)) from exc
 

@@ -27,6 +27,7 @@ __all__ = [
     "Change",
     "KernelProfile",
     "ProfileError",
+    "choose_kernels",
     "host_profile",
     "named_profile",
     "parse_kernels",
@@ -258,9 +259,18 @@ def parse_kernels(spec: str, source: str = "option", stack_frame: int | None = N
     return tuple(out)
 
 
-def default_kernels() -> tuple[tuple[KernelProfile, ...], str]:
-    """``host`` when it can be detected, else the oldest named profile; and why."""
+def choose_kernels(spec: str | None, source: str = "option",
+                   stack_frame: int | None = None) -> tuple[KernelProfile, ...]:
+    """The profiles *spec* names (``host,6.1``; *source* says who named them), or with no
+    *spec* the default: ``host`` when it can be detected, else the oldest named profile, its
+    source saying why. *stack_frame* overrides every profile's frame rounding.
+    :class:`ProfileError` for a name that is not a profile."""
+    if spec:
+        return parse_kernels(spec, source=source, stack_frame=stack_frame)
     try:
-        return (host_profile(),), "default: the running kernel"
+        profile, why = host_profile(), "default: the running kernel"
+        profile = replace(profile, source=f"{profile.source}; {why}")
     except ProfileError as exc:
-        return (named_profile(NAMED[0]),), f"default: {exc}; judged by the oldest profile"
+        why = f"default: {exc}; judged by the oldest profile"
+        profile = replace(named_profile(NAMED[0]), source=why)
+    return (replace(profile, frame_round_override=stack_frame),)

@@ -11,6 +11,12 @@ MAX_CASES = 5
 MAX_LINES = 60
 
 
+def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
+    """*rows* (the header first) as aligned text lines, two spaces between columns."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+
+
 class EbpfAssertionError(EbpfError, AssertionError):
     """An assertion helper failed; ``str(err)`` is the rendered report."""
 

@@ -8,7 +8,6 @@ profile named. Exit status 0 when the object could be read (findings change it o
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from typing import Any, TextIO
@@ -17,9 +16,9 @@ from pytest_ebpf.analysis.checks import callees, helpers_used, kfuncs_used
 from pytest_ebpf.analysis.profiles import (
     KernelProfile,
     ProfileError,
-    default_kernels,
-    parse_kernels,
+    choose_kernels,
 )
+from pytest_ebpf.analysis.report import table_lines
 from pytest_ebpf.analysis.rules import ProgramVerdict, judge
 from pytest_ebpf.analysis.stack import ProgramStack
 from pytest_ebpf.errors import ObjectError
@@ -123,9 +122,7 @@ def inspect_data(obj: EbpfObject, kernels: tuple[KernelProfile, ...]) -> dict[st
 
 
 def _table(rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+    out.writelines(line + "\n" for line in table_lines(rows))
 
 
 def render_table(data: dict[str, Any], out: TextIO) -> None:
@@ -219,7 +216,7 @@ def run_inspect(
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
-        profiles = _profiles(kernels, stack_frame)
+        profiles = choose_kernels(kernels, source="--kernel", stack_frame=stack_frame)
     except ProfileError as exc:
         err.write(f"error: --kernel {kernels}: {exc}\n")
         return 2
@@ -239,10 +236,3 @@ def run_inspect(
     return 1 if strict and errors else 0
 
 
-def _profiles(kernels: str | None, stack_frame: int | None) -> tuple[KernelProfile, ...]:
-    if kernels:
-        return parse_kernels(kernels, source="--kernel", stack_frame=stack_frame)
-    found, why = default_kernels()
-    return tuple(dataclasses.replace(p, source=f"{p.source}; {why}" if p.name == "host"
-                                     else why, frame_round_override=stack_frame)
-                 for p in found)
