@@ -29,10 +29,8 @@ from pytest_ebpf.settings import SETTINGS_KEY, Settings
 if TYPE_CHECKING:
     from pytest_ebpf.analysis.profiles import KernelProfile
     from pytest_ebpf.analysis.rules import ProgramVerdict
-    from pytest_ebpf.kernel.results import LoadedObject
     from pytest_ebpf.obj.model import EbpfObject
 
-LOADED_KEY = pytest.StashKey["LoadedObject"]()
 
 
 def unit_name(settings: Settings) -> str:
@@ -141,21 +139,6 @@ def profile(config: pytest.Config, name: str) -> KernelProfile:
     return next(p for p in config.stash[SETTINGS_KEY].kernels if p.name == name)
 
 
-def loaded(config: pytest.Config, obj: EbpfObject) -> LoadedObject:
-    """Every program loaded into the running kernel once per process (the loads items);
-    unloaded when the session ends."""
-    if LOADED_KEY not in config.stash:
-        from pytest_ebpf.kernel.loader import load_all
-        from pytest_ebpf.privileged import prepare
-
-        prepare()
-        settings = config.stash[SETTINGS_KEY]
-        result = load_all(obj, loader=settings.loader, max_entries=settings.map_sizes)
-        config.stash[LOADED_KEY] = result
-        config.add_cleanup(result.close)
-    return config.stash[LOADED_KEY]
-
-
 # ---------------------------------------------------------------------------------------------
 # Running the checks
 # ---------------------------------------------------------------------------------------------
@@ -212,9 +195,9 @@ def _rule(item: EbpfCheck, obj: EbpfObject, verdict: ProgramVerdict) -> None:
 
 def _loads(item: EbpfCheck, obj: EbpfObject, verdict: ProgramVerdict) -> None:
     __tracebackhide__ = True
-    from pytest_ebpf.privileged import rejection
+    from pytest_ebpf.privileged import rejection, session_loaded
 
-    result = loaded(item.config, obj).results[item.program]
+    result = session_loaded(item.config, obj).results[item.program]
     if result.cause == "optional":  # a '?' section: the check asks for it by name
         from pytest_ebpf.kernel.loader import load_program
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pytest_ebpf.settings import Settings
 
 LOADER_KEY = pytest.StashKey[str]()
+LOADED_KEY = pytest.StashKey["LoadedObject"]()
 MODES = ("auto", "require", "no")
 LOADERS = ("auto", "bpftool", "native")
 
@@ -114,27 +115,38 @@ def rejection(result: LoadResult, obj: Any) -> str:
     return "\n".join(lines)
 
 
+def session_loaded(config: pytest.Config, obj: Any) -> LoadedObject:
+    """Every program of the session's object loaded once per process (per xdist worker) with
+    ``--ebpf-loader``, shared by the ``ebpf_loaded`` fixture and the generated ``loads``
+    checks, so the verifier runs once; unloaded and unpinned when the session ends."""
+    if LOADED_KEY not in config.stash:
+        from pytest_ebpf.kernel.loader import load_all
+        from pytest_ebpf.kernel.pins import remove_session_pin_dir, session_pin_dir
+
+        prepare()
+        settings = _settings(config)
+        loaded = load_all(obj, loader=settings.loader, pin_dir=session_pin_dir(),
+                          max_entries=settings.map_sizes)
+
+        def unload() -> None:
+            loaded.close()
+            remove_session_pin_dir()
+
+        config.add_cleanup(unload)
+        verdicts = ", ".join(f"{r.program} {'loaded' if r.loaded else 'REJECTED'}"
+                             for r in loaded.results.values())
+        config.stash[LOADER_KEY] = f"loader {loaded.loader} ({loaded.reason}): {verdicts}"
+        config.stash[LOADED_KEY] = loaded
+    return config.stash[LOADED_KEY]
+
+
 @pytest.fixture(scope="session")
-def ebpf_loaded(pytestconfig: pytest.Config, ebpf_object: Any) -> Iterator[LoadedObject]:
+def ebpf_loaded(pytestconfig: pytest.Config, ebpf_object: Any) -> LoadedObject:
     """Every program of the built object, loaded once per session (per xdist worker) with
     ``--ebpf-loader``; unloaded and unpinned at the end. Rejected programs are in
     ``.results`` with the verifier's log."""
-    from pytest_ebpf.kernel.loader import load_all
-    from pytest_ebpf.kernel.pins import remove_session_pin_dir, session_pin_dir
-
     enforce(pytestconfig)
-    prepare()
-    pins = session_pin_dir()
-    loaded = load_all(ebpf_object, loader=_loader(pytestconfig), pin_dir=pins,
-                      max_entries=_settings(pytestconfig).map_sizes)
-    verdicts = ", ".join(f"{r.program} {'loaded' if r.loaded else 'REJECTED'}"
-                         for r in loaded.results.values())
-    pytestconfig.stash[LOADER_KEY] = f"loader {loaded.loader} ({loaded.reason}): {verdicts}"
-    try:
-        yield loaded
-    finally:
-        loaded.close()
-        remove_session_pin_dir()
+    return session_loaded(pytestconfig, ebpf_object)
 
 
 @pytest.fixture
