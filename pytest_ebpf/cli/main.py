@@ -49,6 +49,16 @@ def _compare(args: argparse.Namespace) -> int:
     return code
 
 
+def _kernels(args: argparse.Namespace) -> int:
+    from pytest_ebpf.cli.kernels import run_fetch, run_list
+
+    if args.action == "list":
+        code: int = run_list(as_json=args.json)
+    else:
+        code = run_fetch(args.names, refresh=args.refresh)
+    return code
+
+
 def _threshold_spec(text: str) -> object:
     from pytest_ebpf.analysis.baseline import parse_thresholds
 
@@ -143,6 +153,19 @@ def parser() -> argparse.ArgumentParser:
                           "processed_insns=10%%)")
     cmp.add_argument("--json", action="store_true", help="machine-readable output (one line)")
     cmp.set_defaults(func=_compare)
+    ker = sub.add_parser("kernels", help="the Debian kernels --ebpf-kernel boots in VMs: list "
+                         "the download cache, or fill it")
+    ker_sub = ker.add_subparsers(dest="action", required=True)
+    ker_list = ker_sub.add_parser("list", help="each known kernel and whether it is cached")
+    ker_list.add_argument("--json", action="store_true", help="machine-readable output (one line)")
+    ker_fetch = ker_sub.add_parser("fetch", help="download kernel images into the cache "
+                                   "($PYTEST_EBPF_KERNEL_CACHE, else ~/.cache/pytest-ebpf/kernels)")
+    ker_fetch.add_argument("names", nargs="*", metavar="NAME",
+                           help="kernels to fetch, e.g. 6.1 6.12 (default: every known one)")
+    ker_fetch.add_argument("--refresh", action="store_true",
+                           help="download again even when the cached image checks out (to get "
+                                "Debian's newest build)")
+    ker.set_defaults(func=_kernels)
     return p
 
 

@@ -1,0 +1,1 @@
+"""Other kernels in throwaway VMs: kernel images and the qemu runner."""
