@@ -114,10 +114,11 @@ def generate(session: pytest.Session) -> list[EbpfCheck]:
                 items.append(_item(session, settings, f"{prog.name}::{r.id}",
                                    program=prog.name, kind=r.id))
         if settings.privileged != "no":
-            loads = _item(session, settings, f"{prog.name}::loads[host]", program=prog.name,
-                          kind="loads", kernel="host")
-            loads.add_marker(pytest.mark.ebpf_privileged)
-            items.append(loads)
+            for kernel in settings.load_kernels:
+                loads = _item(session, settings, f"{prog.name}::loads[{kernel}]",
+                              program=prog.name, kind="loads", kernel=kernel)
+                loads.add_marker(pytest.mark.ebpf_privileged)
+                items.append(loads)
         if settings.baseline is not None:
             items.append(_item(session, settings, f"{prog.name}::baseline",
                                program=prog.name, kind="baseline"))
@@ -205,7 +206,7 @@ def _loads(item: EbpfCheck, obj: EbpfObject, verdict: ProgramVerdict) -> None:
         with load_program(obj, item.program, loader=settings.loader,
                           max_entries=settings.map_sizes) as alone:
             result = alone.results[item.program]
-    _record(item, kernel="host", verdict="loaded" if result.loaded else "rejected",
+    _record(item, kernel=item.kernel, verdict="loaded" if result.loaded else "rejected",
             processed_insns=result.processed_insns, verified_insns=result.verified_insns,
             stack_depth="+".join(str(d) for d in result.stack_depth))
     if not result.loaded:

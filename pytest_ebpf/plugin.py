@@ -70,9 +70,17 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None and workerinput.get(WORKER_KEY, _INACTIVE) != _INACTIVE:
         config.stash[OUTCOME_KEY] = outcome_from_json(workerinput[WORKER_KEY])
-    from pytest_ebpf import generated, privileged
+    from pytest_ebpf import generated, matrix, privileged
     from pytest_ebpf.summary import SessionReport
 
+    if not config.pluginmanager.is_registered(matrix):
+        config.pluginmanager.register(matrix, "ebpf-matrix")
+    if matrix.guest_kernel() is not None and config.stash[SETTINGS_KEY].active:
+        from pytest_ebpf import in_vm
+
+        config.stash[OUTCOME_KEY] = in_vm.configure(config)
+    else:
+        matrix.install(config)
     if not config.pluginmanager.is_registered(privileged):
         config.pluginmanager.register(privileged, "ebpf-privileged")
     if not config.pluginmanager.is_registered(generated):
@@ -108,6 +116,9 @@ class _XdistController:
         settings = self.config.stash[SETTINGS_KEY]
         if settings.active:
             node.workerinput[WORKER_KEY] = outcome_to_json(ensure_built(self.config))
+            from pytest_ebpf.matrix import DIR_KEY, controller_dir
+
+            node.workerinput[DIR_KEY] = controller_dir(self.config)
         else:
             node.workerinput[WORKER_KEY] = _INACTIVE
 

@@ -98,6 +98,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("map_sizes", "maps sized at load time, as Aya's EbpfLoader::set_max_entries: "
            "NAME=ENTRIES, comma-separated (e.g. EVENTS=4096 for a ring buffer declared with "
            "size 0); the native loader applies them", default=""),
+    Option("vm", "run the privileged tests (ebpf_privileged, the generated 'loads' checks) "
+           "on each named kernel that has a VM image (6.1, 6.12: Debian's kernels) in a "
+           "throwaway qemu VM, as items with the kernel in their id: auto, or no (the named "
+           "kernels are then judged by their profiles only)", default="auto",
+           choices=("auto", "no")),
+    Option("vm_timeout", "seconds one kernel's VM may run (boot and all its tests) before it "
+           "is stopped and its unfinished tests fail", default="900"),
     Option("loader", "how programs are loaded: auto (bpftool when libbpf can open the object, "
            "else native), bpftool, native (our bpf() loader, for Aya objects)",
            default="auto", choices=("auto", "bpftool", "native")),
@@ -151,7 +158,7 @@ def option(name: str) -> Option:
 #: Settings for which an empty value can only be a mistake (``--ebpf-crate=``).
 _NOT_EMPTY = ("crate", "object", "toolchain", "target", "profile", "build_std", "stack_frame",
               "privileged", "loader", "max_object_size", "kernel", "checks", "report",
-              "save_baseline", "baseline")
+              "save_baseline", "baseline", "vm", "vm_timeout")
 
 
 def resolve(config: pytest.Config, name: str, project: ProjectLookup | None = None) -> Resolved:
@@ -227,6 +234,17 @@ class Settings:
     map_sizes: dict[str, int] = field(default_factory=dict)
     loader: Literal["auto", "bpftool", "native"] = "auto"
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
+    vms: tuple[str, ...] = ()
+    """The named kernels whose privileged tests run in VMs (``--ebpf-vm=auto``)."""
+    vm_timeout: float = 900.0
+
+    @property
+    def load_kernels(self) -> tuple[str, ...]:
+        """The kernels the privileged tests run on: the VM kernels and ``host`` when it is
+        named; just ``host`` without VMs."""
+        if not self.vms:
+            return ("host",)
+        return tuple(p.name for p in self.kernels if p.name == "host" or p.name in self.vms)
 
     def get(self, name: str) -> str | None:
         """The raw text of a setting, as the user gave it (or its default)."""
@@ -244,6 +262,12 @@ class Settings:
             if name == "kernel" and self.kernels:
                 lines.append(f"  kernel: {res.value} (from {res.source})")
                 lines += [f"    {p.label}: {p.source}, {p.frame_round_why}" for p in self.kernels]
+                continue
+            if name == "vm" and self.kernels:
+                lines.append(f"  vm: {res.value} (from {res.source})")
+                lines += [f"    {k}: runs in a VM" if k in self.vms else
+                          f"    {k}: profile only{_no_vm_why(k, res.value)}"
+                          for k in (p.name for p in self.kernels) if k != "host"]
                 continue
             if name == "budget":
                 budget_lines = self.budgets.lines()
@@ -342,7 +366,7 @@ def load_settings(config: pytest.Config) -> Settings:
     for name in ("toolchain", "target", "profile", "features", "build_std", "kernel",
                  "stack_frame", "checks", "skip_rules", "budget", "report", "save_baseline",
                  "baseline", "baseline_threshold", "privileged", "map_sizes", "loader",
-                 "max_object_size"):
+                 "max_object_size", "vm", "vm_timeout"):
         values[name] = resolve(config, name, from_project)
     try:
         parse_size(values["max_object_size"].value or "")
@@ -350,7 +374,7 @@ def load_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(
             f"{values['max_object_size'].spelled(option('max_object_size'))}: {exc}") from exc
     _check_choice("target", values["target"])
-    for name in ("stack_frame", "privileged", "loader", "checks"):
+    for name in ("stack_frame", "privileged", "loader", "checks", "vm"):
         _check_choice(name, values[name])
     stack_frame = int(values["stack_frame"].value) if values["stack_frame"].value else None
     kernels = _kernels(values["kernel"], stack_frame)
@@ -358,6 +382,7 @@ def load_settings(config: pytest.Config) -> Settings:
     budgets = _budgets(crate, values["budget"])
     thresholds = _thresholds(values["baseline_threshold"])
     map_sizes = _map_sizes(values["map_sizes"])
+    vm_timeout = _seconds(values["vm_timeout"])
     _check_build_std(values["build_std"])
     if crate is not None and crate.config.build_std:
         chosen = values["build_std"]
@@ -391,7 +416,36 @@ def load_settings(config: pytest.Config) -> Settings:
         privileged=cast(Literal["auto", "require", "no"], raw["privileged"] or "auto"),
         loader=cast(Literal["auto", "bpftool", "native"], raw["loader"] or "auto"),
         max_object_size=parse_size(raw["max_object_size"] or "256M"),
+        vms=_vms(kernels, raw["vm"] or "auto"),
+        vm_timeout=vm_timeout,
     )
+
+
+def _vms(kernels: tuple[KernelProfile, ...], mode: str) -> tuple[str, ...]:
+    from pytest_ebpf.vm.images import KNOWN
+
+    if mode == "no":
+        return ()
+    return tuple(p.name for p in kernels if p.name in KNOWN)
+
+
+def _no_vm_why(name: str, mode: str | None) -> str:
+    from pytest_ebpf.vm.images import KNOWN
+
+    if mode == "no":
+        return ""
+    return f" (no VM image for it; VM kernels: {', '.join(KNOWN)})"
+
+
+def _seconds(res: Resolved) -> float:
+    try:
+        value = float(res.value or "")
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise pytest.UsageError(f"{res.spelled(option('vm_timeout'))}: give a number of "
+                                "seconds above 0, e.g. 900")
+    return value
 
 
 def _kernels(res: Resolved, stack_frame: int | None) -> tuple[KernelProfile, ...]:

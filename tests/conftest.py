@@ -23,6 +23,8 @@ import pytest
 # so subprocess runs inherit it) and the tests of the generated checks turn them on with
 # --ebpf-checks=yes (an option wins over the environment). Users get them on by default.
 os.environ.setdefault("PYTEST_EBPF_CHECKS", "no")
+# Named kernels are judged by their profiles only unless a test asks for VMs (--ebpf-vm=auto).
+os.environ.setdefault("PYTEST_EBPF_VM", "no")
 
 # ---------------------------------------------------------------------------------------------
 # C objects
