@@ -33,6 +33,7 @@ from typing import Any, Literal
 import pytest
 
 from pytest_ebpf.settings import OPTIONS, SETTINGS_KEY, Settings
+from pytest_ebpf.vm.guest import GUEST_TMP, LOG
 
 KERNEL_FIXTURE = "ebpf_kernel"
 GUEST_ENV = "PYTEST_EBPF_VM_GUEST"
@@ -43,9 +44,6 @@ DIR_KEY = "ebpf_vm_dir"
 """``workerinput`` key: the session's VM directory, created by the xdist controller."""
 KEEP_ENV = "PYTEST_EBPF_VM_KEEP"
 """Set to keep the VMs' job directories (consoles, the guests' pytest output) after the run."""
-GUEST_TMP = "/run/pytest-ebpf"
-"""The guest's writable space (tmpfs): 9p cannot truncate unlinked files, which pytest's
-output capture does in ``TMPDIR``."""
 IDS = "ids.txt"
 REPORTS = "reports.jsonl"
 BUILD = "build.json"
@@ -198,19 +196,16 @@ class VmMatrix:
     def _write_job(self, run: KernelRun, kdir: Path) -> None:
         from pytest_ebpf.build.cargo import outcome_to_json
         from pytest_ebpf.session import ensure_built
-        from pytest_ebpf.vm.guest import JOB
+        from pytest_ebpf.vm.guest import write_job
 
         config = self.config
         (kdir / IDS).write_text("".join(f"{i}\n" for i in run.ids))
         (kdir / BUILD).write_text(outcome_to_json(ensure_built(config)))
-        (kdir / "python").write_text(sys.executable)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))}
-        env.update({GUEST_ENV: run.name, JOB_ENV: str(kdir), "HOME": f"{GUEST_TMP}/home",
-                    "TMPDIR": f"{GUEST_TMP}/tmp", "PYTHONDONTWRITEBYTECODE": "1"})
-        job = {"argv": [sys.executable, "-m", "pytest", *guest_args(config, kdir)],
-               "env": env, "cwd": str(config.invocation_params.dir)}
-        (kdir / JOB).write_text(json.dumps(job))
+        env.update({GUEST_ENV: run.name, JOB_ENV: str(kdir)})
+        write_job(kdir, [sys.executable, "-m", "pytest", *guest_args(config)], env,
+                  str(config.invocation_params.dir))
 
     # -- replaying the guest's reports --------------------------------------------------------
 
@@ -259,7 +254,7 @@ class VmMatrix:
             if tail:
                 why += "\nthe VM's console ended with:\n" + "\n".join(f"  {t}" for t in tail)
             return why
-        log = _tail(self.root / run.name / "pytest.log")
+        log = _tail(self.root / run.name / LOG)
         what = "stopped during this test" if started else "did not report this test"
         return (f"kernel {run.name} ({result.get('release')}): the VM's pytest run {what} "
                 f"(exit status {result.get('rc')}); its output ended with:\n"
@@ -287,7 +282,7 @@ def _failed(item: pytest.Item, why: str) -> list[pytest.TestReport]:
             report("teardown", "passed", None)]
 
 
-def guest_args(config: pytest.Config, kdir: Path) -> list[str]:
+def guest_args(config: pytest.Config) -> list[str]:
     """The guest's pytest arguments: the host's files, ini and ``--ebpf-*`` options, and what
     the guest needs (no cache, no xdist, its own basetemp, privileged tests required)."""
     args = ["-p", "no:cacheprovider", f"--rootdir={config.rootpath}",

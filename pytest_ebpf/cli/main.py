@@ -37,6 +37,18 @@ def _verify(args: argparse.Namespace) -> int:
     if args.max_object_size is not None:  # load_object reads it (option > env > default)
         os.environ[MAX_OBJECT_SIZE_ENV] = str(args.max_object_size)
 
+    kernels = [k.strip() for k in (args.kernel or "host").split(",") if k.strip()]
+    if kernels != ["host"]:
+        from pytest_ebpf.cli.matrix import run_verify_matrix
+
+        if args.log is not False:
+            sys.stderr.write("error: --log prints one kernel's logs; with --kernel, use "
+                             "--json (each program's decisive line is in 'error')\n")
+            return 2
+        matrix: int = run_verify_matrix(args.object, kernels, as_json=args.json or args.pretty,
+                                        pretty=args.pretty, loader=args.loader,
+                                        optional=args.optional, timeout=args.vm_timeout)
+        return matrix
     code: int = run_verify(args.object, as_json=args.json or args.pretty, loader=args.loader,
                            pretty=args.pretty, log=args.log, optional=args.optional)
     return code
@@ -138,6 +150,12 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--log", nargs="?", const=True, default=False, metavar="PROGRAM",
                      help="also print the verifier log of every program, or of PROGRAM "
                           "(put --log after the object)")
+    ver.add_argument("--kernel", default=None, metavar="KERNELS",
+                     help="comma-separated: host (the running kernel, the default) and VM "
+                          "kernels (6.1, 6.12: Debian's, booted under qemu): a program x "
+                          "kernel matrix")
+    ver.add_argument("--vm-timeout", type=float, default=600.0, metavar="SECONDS",
+                     help="seconds each VM may run before it is stopped (default: 600)")
     ver.add_argument("--optional", action="store_true",
                      help="also load the programs of '?' sections (libbpf's no-autoload "
                           "marker), each alone")

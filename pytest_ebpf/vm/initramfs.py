@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_ebpf.errors import EbpfError
+from pytest_ebpf.vm.guest import PYTHON
 
 ROOT_TAG = "hostroot"
 JOB_TAG = "ebpfjob"
@@ -131,7 +132,7 @@ step 'mounting the job directory over 9p' mount -t 9p -o \
   trans=virtio,version=9p2000.L,rw,cache=none,msize=512000 {JOB_TAG} "$R$JOB"
 ip link set lo up 2>/dev/null
 say "READY"
-chroot $R "$(cat "$R$JOB/python")" -m pytest_ebpf.vm.guest "$JOB"
+chroot $R "$(cat "$R$JOB/{PYTHON}")" -m pytest_ebpf.vm.guest "$JOB"
 say "EXIT $?"
 sync
 poweroff -f

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_ebpf.errors import EbpfError
-from pytest_ebpf.vm.images import KernelImage
+from pytest_ebpf.vm.guest import output, write_job
+from pytest_ebpf.vm.images import KernelImage, fetch
 from pytest_ebpf.vm.initramfs import JOB_TAG, ROOT_TAG, build_initramfs, find_busybox
 
 QEMU = "qemu-system-x86_64"
@@ -139,6 +140,22 @@ def run_job(image: KernelImage, job_dir: Path, timeout: float) -> VmRun:
         error = (f"{name}: qemu exited with status {proc.returncode} before the tests ran"
                  + (f": {qemu_said[-1]}" if qemu_said else ""))
     return VmRun(image.name, image.release, None, error, seconds, tail)
+
+
+def run_command(name: str, argv: list[str], *, cwd: str, env: dict[str, str],
+                timeout: float) -> tuple[VmRun, str]:
+    """Run one command (``argv[0]``: the host's Python) as root in a VM of kernel *name*:
+    how the VM ended and what the command printed. Raises :class:`VmError` and
+    :class:`~pytest_ebpf.vm.images.KernelImageError`."""
+    import tempfile
+
+    image = fetch(name)
+    job_dir = Path(tempfile.mkdtemp(prefix="pytest-ebpf-vm-"))
+    try:
+        write_job(job_dir, argv, env, cwd)
+        return run_job(image, job_dir, timeout), output(job_dir)
+    finally:
+        shutil.rmtree(job_dir, ignore_errors=True)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
