@@ -48,6 +48,8 @@ IDS = "ids.txt"
 REPORTS = "reports.jsonl"
 BUILD = "build.json"
 RESULT = "result.json"
+BOOTS = "boots.jsonl"
+"""One line per VM booted in the session (by any xdist worker), for the summary."""
 PARALLEL = 2
 """VMs booted at once (TCG uses one core each; these machines have two)."""
 LOG_TAIL = 15
@@ -152,6 +154,30 @@ class VmMatrix:
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """One line per kernel: its release, boots, tests and time, or why it failed."""
+        if not self.owner:
+            return
+        try:
+            boots = [json.loads(ln) for ln in (self.root / BOOTS).read_text().splitlines()]
+        except (OSError, ValueError):
+            return
+        tr = terminalreporter
+        tr.section("eBPF kernels in VMs")
+        for name in dict.fromkeys(b["kernel"] for b in boots):
+            mine = [b for b in boots if b["kernel"] == name]
+            last = mine[-1]
+            times = "once" if len(mine) == 1 else f"{len(mine)} times"
+            if last.get("error"):
+                error = str(last["error"])
+                tr.line(error if error.startswith(f"kernel {name}") else
+                        f"kernel {name}: {error}", red=True)
+                continue
+            tr.line(f"kernel {name} ({last.get('release')}, Debian {last.get('package')} "
+                    f"{last.get('version')}): booted {times}, {last['tests']} tests, "
+                    f"{last.get('seconds')} s")
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         from pytest_ebpf.vm.qemu import kill_all
 
@@ -173,6 +199,10 @@ class VmMatrix:
             tmp = kdir / f".{RESULT}.tmp"
             tmp.write_text(json.dumps(result))
             os.replace(tmp, kdir / RESULT)
+            boot = {"kernel": run.name, "tests": len(run.ids), "pid": os.getpid(), **result}
+            boot.pop("console_tail", None)
+            with open(self.root / BOOTS, "a") as boots:
+                boots.write(json.dumps(boot) + "\n")
 
     def _vm(self, run: KernelRun, settings: Settings, kdir: Path) -> dict[str, Any]:
         from pytest_ebpf.errors import EbpfError

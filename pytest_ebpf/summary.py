@@ -37,14 +37,17 @@ def table(doc: dict[str, Any]) -> list[str]:
     """The terminal table: one row per program."""
     kernels = [k["name"] for k in doc["kernels"]]
     labels = {k["name"]: k["label"].replace(" (host)", "") for k in doc["kernels"]}
+    loaded_on = list(dict.fromkeys(k for p in doc["programs"] for k in p["load"])) or ["host"]
+    if loaded_on == ["host"]:
+        load_head = ["loaded", "processed"]
+    else:  # one pair per kernel the programs were loaded into (VMs)
+        load_head = [f"{what}@{k}" for k in loaded_on for what in ("loaded", "processed")]
     head = ["program", "section", "type", "insns",
-            *(f"stack@{labels[k]}" for k in kernels), "chain", "BTF", "helpers", "loaded",
-            "processed"]
+            *(f"stack@{labels[k]}" for k in kernels), "chain", "BTF", "helpers", *load_head]
     rows = [head]
     for p in doc["programs"][:TABLE_ROWS]:
         first = p["stack"][kernels[0]]
         chain = " -> ".join(f"{n}({b})" for n, b in zip(first["chain"], first["frames"]))
-        load = p["load"].get("host", {})
         stacks = [f"{p['stack'][k]['total']}{'' if p['stack_ok'][k] else '!'}"
                   for k in kernels]
         helpers = ", ".join(h.removeprefix("bpf_") for h in p["helpers"][:3])
@@ -52,7 +55,9 @@ def table(doc: dict[str, Any]) -> list[str]:
             helpers += f" +{len(p['helpers']) - 3}"
         rows.append([p["name"], p["section"], p["type"], str(p["instructions"]), *stacks,
                      chain, "yes" if p["btf"] else "NO", helpers or "-",
-                     str(load.get("verdict", "-")), str(load.get("processed_insns") or "-")])
+                     *(str(cell) for k in loaded_on
+                       for cell in (p["load"].get(k, {}).get("verdict", "-"),
+                                    p["load"].get(k, {}).get("processed_insns") or "-"))])
     lines = table_lines(rows)
     if len(doc["programs"]) > TABLE_ROWS:
         lines.append(f"... and {len(doc['programs']) - TABLE_ROWS} more programs "

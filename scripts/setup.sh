@@ -22,15 +22,24 @@ PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf rust-web-src "llvm-${LLVM_MAJO
       "libpolly-${LLVM_MAJOR}-dev" clang-19 bpftool libzstd-dev zlib1g-dev gcc libc6-dev file
       python3-venv iproute2)
 if [ "$LEVEL" = test ]; then PKGS+=(llvm-19-dev libpolly-19-dev); fi
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "    installing: ${missing[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+# the VMs of --ebpf-kernel=6.1,6.12 (qemu under TCG, a static busybox for the initramfs) and
+# modinfo for the tests of the kernel image cache; without recommends (no GUI, no firmware)
+VM_PKGS=(qemu-system-x86 busybox-static kmod)
+install_missing() {  # $1 = extra apt-get flags, then the packages
+  local flags="$1"; shift
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "    installing: ${missing[*]}"
+    as_root apt-get update -qq
+    # shellcheck disable=SC2086
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $flags "${missing[@]}" >/dev/null
+  fi
+}
+install_missing "" "${PKGS[@]}"
+if [ "$LEVEL" = test ]; then install_missing --no-install-recommends "${VM_PKGS[@]}"; fi
 
 step "rustup toolchain 'debian' (Debian's rustc-web, prebuilt core for bpfel/bpfeb)"
 if command -v rustup >/dev/null; then
@@ -86,6 +95,11 @@ if [ ! -x "$ROOT/.venv/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WAN
   "$ROOT/.venv/bin/pip" install --quiet --upgrade pip
   "$ROOT/.venv/bin/pip" install --quiet -e "$ROOT[test]"
   echo "$WANT" > "$STAMP"
+fi
+
+if [ "$LEVEL" = test ]; then
+  step "kernels for the VM tests (Debian's 6.1 and 6.12, cached in ~/.cache/pytest-ebpf/kernels)"
+  "$ROOT/.venv/bin/pytest-ebpf" kernels fetch >/dev/null
 fi
 
 if [ "$(id -u)" = 0 ] && ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
