@@ -744,3 +744,29 @@ def test_mutated_btf_ext_parses_or_raises_object_error(
     except ObjectError:
         return
     assert isinstance(ext, BtfExt)
+
+
+def test_name_index_of_the_kernels_btf_agrees_with_bpftool() -> None:
+    """``btf_names`` (ids by name without parsing vmlinux) against bpftool's raw dump."""
+    import sys
+
+    from pytest_ebpf.obj.btf_names import btf_names
+
+    vmlinux = Path("/sys/kernel/btf/vmlinux")
+    bpftool = shutil.which("bpftool")
+    assert bpftool is not None, "bpftool is not installed: run scripts/setup.sh test"
+    dump = subprocess.run([bpftool, "btf", "dump", "file", str(vmlinux), "format", "raw"],
+                          capture_output=True, text=True, check=True).stdout
+    first: dict[tuple[str, str], int] = {}
+    for m in re.finditer(r"^\[(\d+)\] (\w+) '([^']+)'", dump, re.M):
+        first.setdefault((m.group(3), m.group(2).lower()), int(m.group(1)))
+    names = btf_names(vmlinux.read_bytes(), sys.byteorder)
+    assert len(names.kinds) - 1 == max(int(i) for i in re.findall(r"^\[(\d+)\]", dump, re.M))
+    wanted = [("btf_trace_sched_process_exec", "typedef"), ("bpf_lsm_file_open", "func"),
+              ("runqueues", "var"), ("bpf_task_acquire", "func"), ("task_struct", "struct"),
+              ("tcp_connect", "func"), ("bpf_iter_num_new", "func")]
+    for name, kind in wanted:
+        assert names.find_id(name, kind) == first[(name, kind)], (name, kind)
+    assert names.find_id("no_such_function_anywhere", "func") is None
+    # a name that exists, but not as that kind
+    assert names.find_id("task_struct", "func") is None

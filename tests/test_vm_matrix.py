@@ -18,11 +18,14 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from pytest_ebpf.vm.images import fetch
-from tests.conftest import C_DIR, CompileC
+
+C_DIR = Path(__file__).parent / "c"
+CompileC = Callable[..., Path]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the host's items load programs")
 

@@ -28,7 +28,7 @@ from pytest_ebpf.kernel.core import (
 )
 from pytest_ebpf.kernel.kconfig import SECTION as KCONFIG
 from pytest_ebpf.kernel.kconfig import KconfigVar
-from pytest_ebpf.kernel.targets import TargetError, kernel_btf
+from pytest_ebpf.kernel.targets import TargetError, kernel_btf, kernel_type_id
 from pytest_ebpf.obj.btf import Btf, parse_btf
 from pytest_ebpf.obj.btf_edit import (
     datasec_layout,
@@ -220,7 +220,7 @@ def link_program(prog: Program, extras: Extras | None = None,
                 # (vmlinux only: a module's kfunc would also need its BTF fd in fd_array).
                 name = call.target or "?"
                 try:
-                    found = kernel_btf().find(name, "func")
+                    found = kernel_type_id(name, "func")
                 except TargetError as exc:
                     raise LinkError(f"kfunc call to {name} ({where}): {exc}") from exc
                 if found is None:
@@ -230,7 +230,7 @@ def link_program(prog: Program, extras: Extras | None = None,
                 pos = base + call.insn.index
                 slots[pos][2] = PseudoCall.KFUNC_CALL
                 slots[pos][3] = 0
-                slots[pos][4] = found.id
+                slots[pos][4] = found
                 continue
             if call.kind != "bpf":
                 continue
@@ -284,7 +284,7 @@ def _link_ksym(slots: list[list[int]], pos: int, name: str, where: str) -> None:
     """A typed ksym (``extern const T name __ksym;``): the kernel's BTF id of the variable, in
     an ``ld_imm64`` with ``src = BPF_PSEUDO_BTF_ID``, as libbpf links it."""
     try:
-        var = kernel_btf().find(name, "var")
+        var = kernel_type_id(name, "var")
     except TargetError as exc:
         raise LinkError(f"ksym {name} ({where}): {exc}") from exc
     if var is None:
@@ -294,7 +294,7 @@ def _link_ksym(slots: list[list[int]], pos: int, name: str, where: str) -> None:
     if slots[pos][0] != _LD_IMM64:
         raise LinkError(f"ksym {name} ({where}): the instruction is not an ld_imm64")
     slots[pos][2] = PseudoSrc.BTF_ID
-    slots[pos][4] = var.id
+    slots[pos][4] = var
     slots[pos + 1][4] = 0  # the BTF object: vmlinux
 
 

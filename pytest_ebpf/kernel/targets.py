@@ -26,13 +26,15 @@ from pathlib import Path
 
 from pytest_ebpf.errors import EbpfError, ObjectError
 from pytest_ebpf.obj.btf import Btf, parse_btf
+from pytest_ebpf.obj.btf_names import BtfNames, btf_names
 from pytest_ebpf.obj.progtypes import ProgramKind
 
-__all__ = ["VMLINUX", "TargetError", "attach_target", "kernel_btf"]
+__all__ = ["VMLINUX", "TargetError", "attach_target", "kernel_btf", "kernel_type_id"]
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 
 _CACHE: dict[Path, Btf] = {}
+_NAMES: dict[Path, BtfNames] = {}
 
 
 class TargetError(EbpfError):
@@ -59,21 +61,36 @@ _RULES: dict[str, _Rule] = {
 }
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise TargetError(
+            f"the kernel's BTF cannot be read ({path}: {exc.strerror}): programs with a "
+            "kernel attach target (fentry, fexit, lsm, tp_btf, iter), kfuncs and typed ksyms "
+            "need a kernel built with CONFIG_DEBUG_INFO_BTF=y") from exc
+
+
 def kernel_btf(path: Path = VMLINUX) -> Btf:
-    """The running kernel's BTF (parsed once per process)."""
+    """The running kernel's BTF, parsed (once per process): for CO-RE, which compares types.
+    Looking up ids by name needs only :func:`kernel_type_id`, which is much faster."""
     if path not in _CACHE:
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise TargetError(
-                f"the kernel's BTF cannot be read ({path}: {exc.strerror}): programs with a "
-                "kernel attach target (fentry, fexit, lsm, tp_btf, iter) need a kernel built "
-                "with CONFIG_DEBUG_INFO_BTF=y") from exc
-        try:
-            _CACHE[path] = parse_btf(data, sys.byteorder)
+            _CACHE[path] = parse_btf(_read(path), sys.byteorder)
         except ObjectError as exc:
             raise TargetError(f"the kernel's BTF ({path}) cannot be read: {exc}") from exc
     return _CACHE[path]
+
+
+def kernel_type_id(name: str, kind: str, path: Path = VMLINUX) -> int | None:
+    """The id of the kernel's BTF type *name* of *kind* (``func``, ``typedef``, ``var``), or
+    ``None``: the index of :mod:`pytest_ebpf.obj.btf_names`, built once per process."""
+    if path not in _NAMES:
+        try:
+            _NAMES[path] = btf_names(_read(path), sys.byteorder)
+        except ObjectError as exc:
+            raise TargetError(f"the kernel's BTF ({path}) cannot be read: {exc}") from exc
+    return _NAMES[path].find_id(name, kind)
 
 
 def needs_target(kind: ProgramKind) -> bool:
@@ -99,10 +116,9 @@ def attach_target(kind: ProgramKind, path: Path = VMLINUX) -> tuple[int, str]:
         raise TargetError(f"{target!r}: targets in kernel modules (module:function) are not "
                           "resolved by the native loader; fix: a vmlinux function")
     name = rule.prefix + target
-    btf = kernel_btf(path)
-    found = btf.find(name, rule.kind)
+    found = kernel_type_id(name, rule.kind, path)
     if found is None:
         raise TargetError(f"this kernel's BTF ({path}) has no {rule.kind.upper()} {name!r} for "
                           f"{kind.keyword}/{target}: the kernel does not have it (or it is in a "
                           "module, or named differently on this kernel)")
-    return found.id, f"{rule.kind.upper()} {name}"
+    return found, f"{rule.kind.upper()} {name}"
