@@ -1,12 +1,14 @@
 """Kernel profiles: the verifier's version-dependent rules, and which kernel judges.
 
 Every rule that changed with a kernel release is one :class:`Change` in :data:`CHANGES` (the
-release that brought it and the commit, from the history of ``kernel/bpf/verifier.c`` and
-``include/uapi/linux/bpf.h``). A :class:`KernelProfile` is a kernel release plus what the rules
-depend on besides the release: whether the JIT is on and the architecture. ``host`` is detected
-from the running kernel (``uname``, ``/proc/sys/net/core/bpf_jit_enable``); the named profiles
-(:data:`NAMED`) are Debian's and the LTS kernels on x86-64 with the JIT on, as they ship
-(``CONFIG_BPF_JIT_ALWAYS_ON``).
+release that brought it and the commit, from the history of ``kernel/bpf/verifier.c``,
+``include/uapi/linux/bpf.h`` and the files that register kfuncs). A :class:`KernelProfile` is a
+kernel release plus what the rules depend on besides the release: whether the JIT is on and the
+architecture. ``host`` is detected from the running kernel (``uname``,
+``/proc/sys/net/core/bpf_jit_enable``); the named profiles (:data:`NAMED`) are Debian's and the
+LTS kernels on x86-64 with the JIT on, as they ship (``CONFIG_BPF_JIT_ALWAYS_ON``). A kfunc a
+:class:`Change` lists is missing from the kernels older than it; kfuncs no change lists are not
+judged by release.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class Change:
     subject: str
     rule: str
     """What changed, in one line."""
+    kfuncs: tuple[str, ...] = ()
+    """The kernel functions the change added (a kernel without it has none of them in its BTF,
+    and loaders refuse calls to them by name)."""
 
 
 CHANGES: tuple[Change, ...] = (
@@ -77,6 +82,17 @@ CHANGES: tuple[Change, ...] = (
            "calls to kernel functions (kfuncs, BPF_PSEUDO_KFUNC_CALL)"),
     Change("bpf_loop", (5, 17), "e6f2dd0f8067", "bpf: Add bpf_loop helper",
            "the bpf_loop helper (id 181)"),
+    Change("kfuncs_keys", (6, 1), "f3cf4134c5c6",
+           "bpf: Add bpf_lookup_*_key() and bpf_key_put() kfuncs",
+           "kfuncs of tracing programs to look up and release keys",
+           kfuncs=("bpf_lookup_user_key", "bpf_lookup_system_key", "bpf_key_put")),
+    Change("kfuncs_rcu_read_lock", (6, 2), "9bb00b2895cb",
+           "bpf: Add kfunc bpf_rcu_read_lock/unlock()",
+           "kfuncs that open and close an RCU read section",
+           kfuncs=("bpf_rcu_read_lock", "bpf_rcu_read_unlock")),
+    Change("kfuncs_iter_num", (6, 4), "6018e1f407cc", "bpf: implement numbers iterator",
+           "the open-coded numbers iterator kfuncs (bpf_for, bpf_repeat)",
+           kfuncs=("bpf_iter_num_new", "bpf_iter_num_next", "bpf_iter_num_destroy")),
     Change("cpu_v4", (6, 6), "1f9a1ea821ff", "bpf: Support new sign-extension load insns",
            "cpu v4 instructions: sign-extending loads and moves, bswap, sdiv/smod, gotol"),
     Change("jit_stack_round_16", (6, 9), "682158ab532a",
@@ -92,6 +108,7 @@ CHANGES: tuple[Change, ...] = (
            "or more, each held to 512 bytes alone (arm64: 6.17, 6c17a882d380)"),
 )
 _BY_FEATURE = {c.feature: c for c in CHANGES}
+_BY_KFUNC = {name: c for c in CHANGES for name in c.kfuncs}
 
 LAST_HELPER: tuple[tuple[Version, int], ...] = (
     ((5, 10), 155),  # bpf_redirect_peer
@@ -147,6 +164,12 @@ class KernelProfile:
 
     def change(self, feature: str) -> Change:
         return _BY_FEATURE[feature]
+
+    def missing_kfunc(self, name: str) -> Change | None:
+        """The change that brought kfunc *name* when this kernel is older than it; None when
+        the kernel has it or :data:`CHANGES` does not know it."""
+        change = _BY_KFUNC.get(name)
+        return change if change is not None and not self.has(change.feature) else None
 
     @property
     def label(self) -> str:

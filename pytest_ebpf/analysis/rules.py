@@ -139,6 +139,13 @@ def _features(ctx: Context) -> list[Finding]:
                 found["kfunc"] = _feature(
                     ctx, "kfuncs", f"kfunc call {call.target} in {fn.name}", fn, call.insn,
                     "use a helper instead of the kfunc", "kfunc")
+            newer = (profile.missing_kfunc(call.target or "") if call.kind == "kfunc"
+                     and profile.has("kfuncs") else None)
+            if newer is not None and newer.feature not in found:
+                found[newer.feature] = _feature(
+                    ctx, newer.feature, f"kfunc {call.target} in {fn.name}", fn, call.insn,
+                    "avoid the kfunc on this kernel (loaders refuse it: the kernel's BTF has "
+                    "no such function)", "kfunc_unavailable")
             last = profile.last_helper
             hid = call.helper_id
             if (call.kind == "helper" and hid is not None and last is not None and hid > last
@@ -218,7 +225,7 @@ RULES: tuple[Rule, ...] = (
          ("no_btf", "no_btf_ext", "missing_func_info")),
     Rule("features", "instructions, helpers, kfuncs and program types the kernel has",
          True, "target the oldest kernel you ship to", _features,
-         ("cpu_v4_insn", "may_goto", "loop", "kfunc", "helper_unavailable",
+         ("cpu_v4_insn", "may_goto", "loop", "kfunc", "kfunc_unavailable", "helper_unavailable",
           "prog_type_unavailable")),
     Rule("budget", "the project's own budgets (stack, instructions) from Cargo.toml metadata "
          "or the ini", True, "shrink the program or raise the budget", _budget,
