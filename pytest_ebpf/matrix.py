@@ -176,7 +176,7 @@ class VmMatrix:
                 continue
             tr.line(f"kernel {name} ({last.get('release')}, Debian {last.get('package')} "
                     f"{last.get('version')}): booted {times}, {last['tests']} tests, "
-                    f"{last.get('seconds')} s")
+                    f"{last.get('seconds')} s ({last.get('ready')} s to boot)")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         from pytest_ebpf.vm.qemu import kill_all
@@ -221,6 +221,7 @@ class VmMatrix:
                              "report it)"}
         return {"release": vm.release, "package": image.package, "version": image.version,
                 "rc": vm.rc, "error": vm.error, "seconds": round(vm.seconds, 2),
+                "ready": vm.ready,
                 "console_tail": list(vm.console_tail)}
 
     def _write_job(self, run: KernelRun, kdir: Path) -> None:

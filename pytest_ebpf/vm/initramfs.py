@@ -131,9 +131,9 @@ mount -t cgroup2 cgroup2 $R/sys/fs/cgroup 2>/dev/null
 step 'mounting the job directory over 9p' mount -t 9p -o \
   trans=virtio,version=9p2000.L,rw,cache=none,msize=512000 {JOB_TAG} "$R$JOB"
 ip link set lo up 2>/dev/null
-say "READY"
+say "READY $(cut -d' ' -f1 /proc/uptime)"
 chroot $R "$(cat "$R$JOB/{PYTHON}")" -m pytest_ebpf.vm.guest "$JOB"
-say "EXIT $?"
+say "EXIT $? $(cut -d' ' -f1 /proc/uptime)"
 sync
 poweroff -f
 """

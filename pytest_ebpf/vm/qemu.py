@@ -54,6 +54,8 @@ class VmRun:
     """One line, the cause and the fix, when the job did not finish."""
     seconds: float
     console_tail: tuple[str, ...] = ()
+    ready: float | None = None
+    """The guest's uptime when the job started (boot, modules and mounts done)."""
 
 
 def find_qemu() -> str:
@@ -121,8 +123,11 @@ def run_job(image: KernelImage, job_dir: Path, timeout: float) -> VmRun:
     tail = tuple(console[-CONSOLE_TAIL:])
     name = f"kernel {image.name} ({image.release})"
     exits = [s for s in status if s.startswith("EXIT ")]
+    readies = [s.split() for s in status if s.startswith("READY ")]
+    ready = float(readies[-1][1]) if readies and _is_number(readies[-1][1]) else None
     if exits and exits[-1].split()[1].lstrip("-").isdigit():
-        return VmRun(image.name, image.release, int(exits[-1].split()[1]), None, seconds, tail)
+        return VmRun(image.name, image.release, int(exits[-1].split()[1]), None, seconds, tail,
+                     ready)
     failed = [s for s in status if s.startswith("FAILED ")]
     panic = [c for c in console if "Kernel panic" in c]
     if timed_out:
@@ -139,7 +144,15 @@ def run_job(image: KernelImage, job_dir: Path, timeout: float) -> VmRun:
         qemu_said = _lines(job_dir / "qemu.log")
         error = (f"{name}: qemu exited with status {proc.returncode} before the tests ran"
                  + (f": {qemu_said[-1]}" if qemu_said else ""))
-    return VmRun(image.name, image.release, None, error, seconds, tail)
+    return VmRun(image.name, image.release, None, error, seconds, tail, ready)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def run_command(name: str, argv: list[str], *, cwd: str, env: dict[str, str],
