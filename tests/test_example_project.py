@@ -29,6 +29,35 @@ def test_example_project_suite_passes_with_privileged_tests_required() -> None:
     assert rows["lock"][1:3] == ["xdp", "xdp"] and rows["lock_exec"][2] == "tracepoint"
 
 
+@pytest.mark.slow
+def test_example_privileged_tests_run_on_three_kernels(tmp_path: Path) -> None:
+    """The issue's own command: the example's privileged tests and loads checks on Debian's
+    6.1 and 6.12 in VMs and on the host, with per-kernel verdicts in the report."""
+    import json
+
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--ebpf-crate=lock-ebpf", "--ebpf-privileged=require",
+         "--ebpf-kernel=6.1,6.12,host", "--ebpf-vm=auto", "--ebpf-checks=yes",
+         f"--ebpf-report={report}",
+         "-p", "no:cacheprovider", "-rA"],
+        cwd=EXAMPLE, capture_output=True, text=True, timeout=900,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out[-6000:] + proc.stderr[-2000:]
+    passed = {ln.split()[1] for ln in out.splitlines() if ln.startswith("PASSED ")}
+    for kernel in ("6.1", "6.12", "host"):
+        assert f"tests/test_kernel.py::test_exec_events_reach_user_space[{kernel}]" in passed
+        assert f"tests/test_kernel.py::test_every_program_passes_the_verifier[{kernel}]" in passed
+        for prog in ("lock", "lock_exec", "lock_exec_btf"):
+            assert f"lock-ebpf::{prog}::loads[{kernel}]" in passed
+    assert out.count("booted once") == 2
+    doc = json.loads(report.read_text())
+    for prog in doc["programs"]:
+        assert {k: v["verdict"] for k, v in prog["load"].items()} == \
+            {"6.1": "loaded", "6.12": "loaded", "host": "loaded"}, prog["name"]
+
+
 # The example with two mistakes planted in `lock`: a 600-byte call chain and a call through a
 # function pointer (both kept out of line so they reach the object).
 _PLANTED = """
