@@ -313,6 +313,11 @@ def _failed(item: pytest.Item, why: str) -> list[pytest.TestReport]:
             report("teardown", "passed", None)]
 
 
+_HOST_ONLY = ("privileged", "report", "save_baseline", "vm_timeout")
+"""Settings the guest does not get: it must load (privileged tests required there), and the
+host writes the reports (the guest's view of the host is read-only)."""
+
+
 def guest_args(config: pytest.Config) -> list[str]:
     """The guest's pytest arguments: the host's files, ini and ``--ebpf-*`` options, and what
     the guest needs (no cache, no xdist, its own basetemp, privileged tests required)."""
@@ -328,7 +333,7 @@ def guest_args(config: pytest.Config) -> list[str]:
         args += ["-n", "0"]
     for opt in OPTIONS:
         value = config.getoption(f"ebpf_{opt.name}")
-        if value is not None and opt.name != "privileged":
+        if value is not None and opt.name not in _HOST_ONLY:
             args.append(f"{opt.flag}={value}")
     return [*args, *config.args]
 

@@ -247,6 +247,10 @@ class MapHandle:
         return value
 
 
+_TRAMPOLINE_KINDS = frozenset(("btf_tracepoint", "fentry", "fexit", "fmod_ret", "lsm"))
+"""Kinds attached to the kernel function they were loaded for (their ``attach_btf_id``)."""
+
+
 class LoadedObject:
     """The programs and maps of one load. A context manager: leaving it (or :meth:`close`)
     closes every fd and removes every pin and directory this load created."""
@@ -279,20 +283,23 @@ class LoadedObject:
     @contextlib.contextmanager
     def attached(self, name: str) -> Iterator[None]:
         """Attach loaded program *name* for the ``with`` block, detached when it ends:
-        ``raw_tracepoint`` programs to their tracepoint, ``tp_btf`` (Aya's
-        ``btf_tracepoint``) programs to the kernel function they were loaded for. Other
-        types: use ``ebpf_run`` (BPF_PROG_TEST_RUN) or your own user space."""
+        ``raw_tracepoint`` programs to their tracepoint; ``tp_btf`` (Aya's
+        ``btf_tracepoint``), ``fentry``, ``fexit``, ``fmod_ret`` and ``lsm`` programs to the
+        kernel function they were loaded for (``BPF_RAW_TRACEPOINT_OPEN`` without a name, as
+        libbpf attaches them). A test run of an attached fentry/fexit program on
+        ``bpf_fentry_test1``... (``ebpf_run``) calls those functions, so the program runs.
+        Other types: use ``ebpf_run`` (BPF_PROG_TEST_RUN) or your own user space."""
         from pytest_ebpf.kernel.bpf import raw_tracepoint_open
 
         kind = self.object.program(name).kind
-        if kind.label == "btf_tracepoint":
+        if kind.label in _TRAMPOLINE_KINDS and not kind.multi:
             target = None
         elif kind.prog_type == "raw_tracepoint" and kind.attach_target:
             target = kind.attach_target
         else:
             raise TypeError(f"program {name!r} is a {kind.label} program: attached() takes "
-                            "raw_tracepoint and tp_btf (btf_tracepoint) programs; run others "
-                            "with ebpf_run (BPF_PROG_TEST_RUN)")
+                            "raw_tracepoint, tp_btf (btf_tracepoint), fentry, fexit, fmod_ret "
+                            "and lsm programs; run others with ebpf_run (BPF_PROG_TEST_RUN)")
         link = raw_tracepoint_open(self.prog_fd(name), target)
         try:
             yield
