@@ -14,6 +14,14 @@ from pytest_ebpf.abi import Helper, ProgType
 from pytest_ebpf.analysis import checks
 from pytest_ebpf.analysis.budgets import Budget
 from pytest_ebpf.analysis.findings import Finding
+from pytest_ebpf.analysis.flow import (
+    POISON_HELPER,
+    ProgramFlow,
+    control_flow_findings,
+    encoding_findings,
+    register_findings,
+    stack_access_findings,
+)
 from pytest_ebpf.analysis.profiles import KernelProfile
 from pytest_ebpf.analysis.stack import ProgramStack, profile_stack, stack_problems
 from pytest_ebpf.obj.helpers import helper_name
@@ -34,12 +42,20 @@ class Context:
     """Figure -> the project's budget for this program."""
     _stack: ProgramStack | None = None
     _func_info: list[Finding] | None = None
+    _flow: ProgramFlow | None = None
 
     @property
     def stack(self) -> ProgramStack:
         if self._stack is None:
             self._stack = profile_stack(self.obj, self.prog, self.profile)
         return self._stack
+
+    @property
+    def flow(self) -> ProgramFlow:
+        """The program laid out as the kernel gets it, with its control flow."""
+        if self._flow is None:
+            self._flow = ProgramFlow(self.obj, self.prog)
+        return self._flow
 
     def func_info(self) -> list[Finding]:
         if self._func_info is None:
@@ -69,7 +85,19 @@ def _calls(ctx: Context) -> list[Finding]:
 
 
 def _control_flow(ctx: Context) -> list[Finding]:
-    return checks.bad_function_ends(ctx.obj, ctx.prog)
+    return checks.bad_function_ends(ctx.obj, ctx.prog) + control_flow_findings(ctx.flow)
+
+
+def _encoding(ctx: Context) -> list[Finding]:
+    return encoding_findings(ctx.flow)
+
+
+def _registers(ctx: Context) -> list[Finding]:
+    return register_findings(ctx.flow)
+
+
+def _stack_access(ctx: Context) -> list[Finding]:
+    return stack_access_findings(ctx.flow)
 
 
 def _instructions(ctx: Context) -> list[Finding]:
@@ -130,10 +158,13 @@ def _features(ctx: Context) -> list[Finding]:
                     "bound the loop with a constant count instead of may_goto", "may_goto")
             elif ("loop" not in found and insn.is_jump and not profile.has("bounded_loops")
                   and insn.jump_target is not None and insn.jump_target <= insn.index):
+                at = ctx.flow.by_key.get(fn.key)
+                said = (f" (the verifier: \"back-edge from insn {at.kernel_index(insn.index)} "
+                        f"to {at.kernel_index(insn.jump_target)}\")" if at is not None else "")
                 found["loop"] = _feature(
                     ctx, "bounded_loops", f"a loop (back-edge at insn {insn.index}) in "
-                    f"{fn.name}", fn, insn, "unroll the loop (a constant bound the compiler "
-                    "unrolls)", "loop")
+                    f"{fn.name}{said}", fn, insn, "unroll the loop (a constant bound the "
+                    "compiler unrolls)", "loop")
         for call in fn.calls:
             if "kfunc" not in found and call.kind == "kfunc" and not profile.has("kfuncs"):
                 found["kfunc"] = _feature(
@@ -149,7 +180,7 @@ def _features(ctx: Context) -> list[Finding]:
             last = profile.last_helper
             hid = call.helper_id
             if (call.kind == "helper" and hid is not None and last is not None and hid > last
-                    and f"helper{hid}" not in found):
+                    and hid != POISON_HELPER and f"helper{hid}" not in found):
                 found[f"helper{hid}"] = Finding(
                     check="helper_unavailable", rule="features", program=prog.name,
                     function=fn.name, insn=call.insn, kernel=profile.label,
@@ -212,8 +243,23 @@ RULES: tuple[Rule, ...] = (
     Rule("calls", "indirect calls (callx) and calls to undefined symbols", False,
          "static dispatch; let LLVM expand memcpy/memset", _calls,
          ("indirect_call", "undefined_call")),
-    Rule("control_flow", "every function ends in exit or an unconditional jump", False,
-         "end every function with exit", _control_flow, ("fallthrough",)),
+    Rule("control_flow", "every function ends in exit or an unconditional jump, jumps stay in "
+         "their function and out of ld_imm64s, every instruction is reachable", False,
+         "end every function with exit; remove dead code", _control_flow,
+         ("fallthrough", "jump_out_of_range", "unreachable_insn", "jump_into_ld_imm64")),
+    Rule("encoding", "instructions are encoded as the kernel accepts them: registers r0-r10, "
+         "r10 read-only, reserved fields zero, known opcodes, no division by "
+         "a constant 0 or shift out of range, no call poisoned by CO-RE", False,
+         "use the assembler's syntax; fix CO-RE relocations", _encoding,
+         ("invalid_register", "frame_pointer_write", "reserved_fields", "unknown_opcode",
+          "div_by_zero", "invalid_shift", "poisoned_call")),
+    Rule("registers", "no register is read before any path writes it (r1-r5 after calls, r0 "
+         "at the program's exit)", False, "set registers before reading them", _registers,
+         ("uninit_register", "uninit_r0")),
+    Rule("stack_access", "loads and stores through r10 stay inside the 512-byte frame, "
+         "aligned to their size", False,
+         "address the stack from r10 - 512 up to r10 - size", _stack_access,
+         ("stack_out_of_bounds", "misaligned_stack")),
     Rule("instructions", "the instruction limit of the kernel (4096 before 5.2, then 1M; "
          "4096 unprivileged)", True, "split with tail calls", _instructions,
          ("too_many_instructions", "unprivileged_insn_limit")),
