@@ -238,7 +238,9 @@ def items(unit: str, programs: Iterable[str], kernels: Iterable[str], *, loads: 
         for rule in ("stack", "instructions", "features", *(["budget"] if budget else [])):
             if rule not in skip:
                 out |= {f"{unit}::{prog}::{rule}[{k}]" for k in kernels}
-        out |= {f"{unit}::{prog}::{rule}" for rule in ("calls", "control_flow", "license", "btf")
+        out |= {f"{unit}::{prog}::{rule}" for rule in ("calls", "control_flow", "encoding",
+                                                       "registers", "stack_access", "license",
+                                                       "btf")
                 if rule not in skip}
         if loads:
             out.add(f"{unit}::{prog}::loads[host]")
@@ -434,7 +436,7 @@ def test_k_selects_one_rule_on_one_kernel(pytester: pytest.Pytester,
                                 "mini::indirect::stack[6.1]": "passed",
                                 "mini::pass::stack[6.1]": "passed"}, result.stdout.str()
     total = len(items("mini", BAD, ["host", "6.1"], loads=False))
-    assert total == 30
+    assert total == 39
     if xdist:  # the workers collect and deselect; the controller reports what they kept
         assert "2 workers [3 items]" in result.stdout.str(), result.stdout.str()
         result.assert_outcomes(failed=1, passed=2)
@@ -487,7 +489,8 @@ def test_unknown_rule_is_a_usage_error_naming_the_rules(
     result = run(pytester, f"--ebpf-object={obj}", "--ebpf-skip-rules=btf,stak")
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     assert ("--ebpf-skip-rules=btf,stak: unknown rule(s) stak; rules are stack, calls, "
-            "control_flow, instructions, license, btf, features, budget"
+            "control_flow, encoding, registers, stack_access, instructions, license, btf, "
+            "features, budget"
             ) in result.stderr.str(), result.stderr.str()
     assert "Traceback" not in result.stderr.str()
 
