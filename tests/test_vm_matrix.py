@@ -22,6 +22,7 @@ from typing import Callable
 
 import pytest
 
+from pytest_ebpf.analysis.rules import rule_ids
 from pytest_ebpf.vm.images import fetch
 
 C_DIR = Path(__file__).parent / "c"
@@ -59,7 +60,7 @@ def test_fails_inside(ebpf_kernel):
 def test_static_only(ebpf_object):
     assert ebpf_object.programs
 """
-ALL_RULES = "stack,calls,control_flow,instructions,license,btf,features,budget"
+ALL_RULES = ",".join(rule_ids())
 
 
 @pytest.fixture(scope="module")
