@@ -11,6 +11,7 @@ reject the bad one with that very line and accept the twin. Every other object o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -21,7 +22,8 @@ from pytest_ebpf.kernel import bpf as kernel
 from pytest_ebpf.kernel.loader import load_all
 from pytest_ebpf.obj.load import load_object
 from pytest_ebpf.obj.model import EbpfObject
-from tests.conftest import CompileC
+
+CompileC = Callable[..., Path]
 
 C_DIR = Path(__file__).parent / "c"
 RULE_IDS = ("control_flow", "encoding", "registers", "stack_access")
