@@ -1,0 +1,72 @@
+"""Findings of :mod:`pytest_ebpf.analysis.absint`: the kernel's words and the developer's fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_ebpf.analysis.checks import source_line
+from pytest_ebpf.analysis.findings import Finding
+from pytest_ebpf.obj.isa import Insn
+from pytest_ebpf.obj.model import EbpfObject, Function, Program
+
+__all__ = ["CHECKS", "RULE", "Problem", "finding"]
+
+RULE = "memory_safety"
+"""The rule id the findings carry."""
+
+_PACKET_FIX = (
+    "check `data + N <= data_end` before reading (N: the offset plus the size read, {end} "
+    "here); in Rust/Aya, compare `ctx.data() + offset + size` with `ctx.data_end()` before "
+    "`ptr_at`")
+
+CHECKS: dict[str, tuple[str, str]] = {
+    "packet_bounds": ("packet access beyond the bounds checked", _PACKET_FIX),
+    "map_null": ("map value used before its null check",
+                 "test the result of bpf_map_lookup_elem before use (`if (!v) return 0;`); in "
+                 "Rust, the `Option` from `get()`/`get_ptr()`"),
+    "map_value_bounds": ("map value accessed outside its value",
+                         "keep accesses inside the map's value: offset + size <= value_size "
+                         "({value_size} bytes); check indexes against the value's length"),
+    "ctx_access": ("context access outside the program type's context",
+                   "read struct xdp_md fields as u32 at their offsets (data 0, data_end 4, "
+                   "data_meta 8, ingress_ifindex 12, rx_queue_index 16, egress_ifindex 20); "
+                   "the context is read-only"),
+    "pointer_arithmetic": ("pointer arithmetic the verifier refuses",
+                           "do arithmetic on data/data_end only by adding offsets to `data`, "
+                           "null-check map values before offsetting them, and never apply "
+                           "|, &, ^, * or shifts to pointers (cast to an integer first)"),
+}
+"""Check id -> (what it is, the fix; ``{name}`` fields come from the problem's facts)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One refusal the interpreter predicts."""
+
+    check: str
+    insn: Insn
+    lines: tuple[str, ...]
+    """The kernel's log lines, the decisive (last) one last."""
+    facts: tuple[tuple[str, int], ...] = ()
+    """The numbers in the kernel's message (off, size, reg...)."""
+
+    def fact(self, name: str) -> int | None:
+        return dict(self.facts).get(name)
+
+
+def finding(obj: EbpfObject, prog: Program, fn: Function, p: Problem) -> Finding:
+    what, fix = CHECKS[p.check]
+    facts = dict(p.facts)
+    if p.check == "packet_bounds":
+        off, size = facts.get("off"), facts.get("size")
+        fix = fix.format(end=f"{off} + {size} = {off + size}" if off is not None and
+                         size is not None else "the end of the last byte read")
+    else:
+        fix = fix.format(**facts) if "{" in fix else fix
+    where = f"{fn.name} ({fn.section}) insn {p.insn.index}"
+    src = source_line(obj, fn, p.insn)
+    at = f"{where}: `{p.insn.text()}`" + (f" ({src})" if src else "")
+    kernel = "; ".join(p.lines)
+    return Finding(check=p.check, rule=RULE, program=prog.name, function=fn.name, insn=p.insn,
+                   message=f"program {prog.name}: {what} at {at}; the verifier: \"{kernel}\"",
+                   fix=fix, reason=p.lines[-1] if len(p.lines) == 1 else kernel)
