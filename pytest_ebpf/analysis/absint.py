@@ -57,6 +57,7 @@ _MAX_PACKET_OFF = 0xFFFF
 _MAX_VAR_OFF = 1 << 29
 _STACK_SIZE = 512
 _XDP_MD_SIZE = 24  # struct xdp_md: six u32
+_XDP_EGRESS = 20  # egress_ifindex: devmap programs only
 _XDP_PTRS = {0: "pkt", 4: "pkt_end"}  # data, data_end (data_meta: not modelled)
 _SKB_PTRS = {76: "pkt", 80: "pkt_end"}  # struct __sk_buff data, data_end
 _PKT_PROGS = frozenset({"xdp", "sched_cls", "sched_act"})
@@ -169,7 +170,7 @@ class _Interp:
             if self.steps % 512 == 0 and time.monotonic() > self.deadline:
                 raise _GiveUp(f"time cap of {self.max_seconds:g} s reached")
             insn = self.insns.get(pc)
-            if insn is None or not insn.known:
+            if insn is None or not insn.known or insn.dst > 10 or insn.src > 10:
                 raise _Stop
             nxt = self.step(insn, st)
             if nxt is None:
@@ -269,7 +270,7 @@ class _Interp:
         bits = 64 - insn.imm - (nxt.opcode == 0xC7)
         if not isinstance(v, Scalar) or v.umax >> bits:
             return False
-        st.regs[insn.dst] = Scalar(v.umin, v.umax)
+        st.regs[insn.dst] = Scalar(v.umin, v.umax, holes=v.holes)
         return True
 
     def mov(self, st: State, r: int, alu64: bool) -> Value:
@@ -380,7 +381,8 @@ class _Interp:
         if self.prog.prog_type == "xdp":
             if insn.cls == "st":
                 raise _Stop  # "BPF_ST stores into R%d ctx is not allowed"
-            if write or not 0 <= off < _XDP_MD_SIZE or off % size or size != 4:
+            egress = off == _XDP_EGRESS and self.prog.kind.expected_attach_type != "xdp_devmap"
+            if write or not 0 <= off < _XDP_MD_SIZE or off % size or size != 4 or egress:
                 raise self.problem(insn, "ctx_access", (
                     f"invalid bpf_context access off={off} size={size}",), off=off, size=size)
             kind = _XDP_PTRS.get(off)

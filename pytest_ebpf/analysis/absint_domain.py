@@ -41,6 +41,9 @@ class Scalar:
     umax: int
     id: int = 0
     delta: int = 0
+    holes: bool = False
+    """Only ``umin`` and ``umax`` are exact (both are values it can hold), not the values
+    between (``x << k``, ``x * K``): fine as an offset, but no branch is judged on it."""
 
     @property
     def const(self) -> int | None:
@@ -148,5 +151,7 @@ def shift_linked(s: Scalar, lo: int, hi: int, from_delta: int) -> Scalar | None:
     d = s.delta - from_delta
     nlo, nhi = lo + d, hi + d
     if nlo < 0 or nhi > U64:
+        return None
+    if s.holes:
         return None
     return replace(s, umin=max(s.umin, nlo), umax=min(s.umax, nhi))

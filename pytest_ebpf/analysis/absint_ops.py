@@ -78,21 +78,26 @@ def alu(op: int, a: Scalar, b: Scalar, alu64: bool) -> Scalar | None:
             lo, hi = lo + top + 1, hi + top + 1
         else:
             return None
+        holes = a.holes or b.holes
         if cb is not None and a.id:
             d = cb if op == _ADD else -cb
-            return Scalar(lo, hi, a.id, signed((a.delta + d) & U64))
-        return Scalar(lo, hi)
+            return Scalar(lo, hi, a.id, signed((a.delta + d) & U64), holes)
+        return Scalar(lo, hi, holes=holes)
     if op == _AND and (ca is not None or cb is not None):
         m, x = (cb, a) if cb is not None else (ca, b)
         assert m is not None
         if m & (m + 1) == 0:  # m = 2^k - 1
             if x.umax <= m:
-                return Scalar(x.umin, x.umax)
-            if x.umax - x.umin >= m:
+                return Scalar(x.umin, x.umax, holes=x.holes)
+            if x.umax - x.umin >= m and not x.holes:
                 return Scalar(0, m)
         return None
     if op == _RSH and cb is not None and cb < bits:
-        return Scalar(a.umin >> cb, a.umax >> cb)
+        return Scalar(a.umin >> cb, a.umax >> cb, holes=a.holes)
+    if op == _LSH and cb is not None and cb < bits and a.umax << cb <= top:
+        return Scalar(a.umin << cb, a.umax << cb, holes=True)
+    if op == _MUL and cb is not None and 0 < cb and a.umax * cb <= top:
+        return Scalar(a.umin * cb, a.umax * cb, holes=True)
     return None
 
 
@@ -147,7 +152,7 @@ def _from_line(s: Scalar, iv: tuple[int, int]) -> Scalar | None:
     lo, hi = iv
     if lo > hi:
         return None
-    return Scalar(lo & U64, hi & U64, s.id, s.delta)
+    return Scalar(lo & U64, hi & U64, s.id, s.delta, s.holes)
 
 
 Branch = tuple[Scalar, Scalar] | None
@@ -171,6 +176,8 @@ def compare(op: int, a: Scalar, b: Scalar, jmp32: bool) -> tuple[Branch, Branch]
     if la is None or lb is None:
         return None
     verdict = _holds(base, la, lb)
+    if verdict is None and (a.holes or b.holes):
+        return None
     sides: list[Branch] = []
     for cond, want in ((base, True), (_NEGATE[base], False)):
         if verdict is not None and verdict != want:
