@@ -36,12 +36,12 @@ from pytest_ebpf.analysis.absint_domain import (
     Ptr,
     Scalar,
     State,
-    Uninit,
     Value,
     const,
     shift_linked,
     unknown,
 )
+from pytest_ebpf.analysis.absint_machine import Found, Machine, Stop
 from pytest_ebpf.analysis.absint_report import Problem, finding
 from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.obj.isa import Insn
@@ -54,12 +54,6 @@ DEFAULT_MAX_STATES = 200_000
 DEFAULT_MAX_SECONDS = 5.0
 
 _MAX_PACKET_OFF = 0xFFFF
-_MAX_VAR_OFF = 1 << 29
-_STACK_SIZE = 512
-_XDP_MD_SIZE = 24  # struct xdp_md: six u32
-_XDP_EGRESS = 20  # egress_ifindex: devmap programs only
-_XDP_PTRS = {0: "pkt", 4: "pkt_end"}  # data, data_end (data_meta: not modelled)
-_SKB_PTRS = {76: "pkt", 80: "pkt_end"}  # struct __sk_buff data, data_end
 _PKT_PROGS = frozenset({"xdp", "sched_cls", "sched_act"})
 _HASH_MAPS = frozenset({"hash", "lru_hash", "percpu_hash", "lru_percpu_hash"})
 _ARRAY_MAPS = frozenset({"array", "percpu_array"})
@@ -70,12 +64,7 @@ _INT_HELPERS = frozenset({2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 23, 2
 # Helpers that leave packet pointers valid (bpf_helper_changes_pkt_data is false for them).
 _PKT_SAFE_HELPERS = frozenset({1, 2, 3, 4, 5, 6, 7, 12, 14, 15, 16, 23, 25, 26, 28, 34, 51,
                                112, 113, 125, 130})
-_OP_ADD, _OP_SUB, _OP_MUL, _OP_OR, _OP_AND, _OP_XOR, _OP_MOV = (
-    0x00, 0x10, 0x20, 0x40, 0x50, 0xA0, 0xB0)
-_BITWISE = frozenset({_OP_OR, _OP_AND, _OP_XOR})
-_ALU_STRING = {0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=",
-               0x60: "<<=", 0x70: ">>=", 0x80: "neg", 0x90: "%=", 0xA0: "^=", 0xB0: "=",
-               0xC0: "s>>=", 0xD0: "endian"}
+_OP_MOV = 0xB0
 _JEQ, _JNE, _JGT, _JGE, _JLT, _JLE = 0x10, 0x50, 0x20, 0x30, 0xA0, 0xB0
 _FLIP = {_JGT: _JLT, _JLT: _JGT, _JGE: _JLE, _JLE: _JGE, _JEQ: _JEQ, _JNE: _JNE}
 
@@ -92,20 +81,6 @@ class AbsintResult:
     """Instructions interpreted, over all paths."""
 
 
-class _Stop(Exception):
-    """The path ends here: the program exits, or the model is unsure (silent)."""
-
-
-class _Found(Exception):
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.check)
-        self.problem = problem
-
-
-class _GiveUp(Exception):
-    pass
-
-
 def analyse_program(obj: EbpfObject, prog: Program, *, max_states: int = DEFAULT_MAX_STATES,
                     max_seconds: float = DEFAULT_MAX_SECONDS) -> AbsintResult:
     """Interpret every path of *prog*'s entry function; the problems the kernel would refuse."""
@@ -116,7 +91,11 @@ def _nonnull(v: Ptr) -> bool:
     return v.kind in ("map_value", "map_ptr")
 
 
-class _Interp:
+class _GiveUp(Exception):
+    pass
+
+
+class _Interp(Machine):
     def __init__(self, obj: EbpfObject, prog: Program, max_states: int,
                  max_seconds: float) -> None:
         self.obj, self.prog, self.fn = obj, prog, prog.entry
@@ -129,10 +108,6 @@ class _Interp:
         self.next_id = 0
         self.found: dict[tuple[int, str], Problem] = {}
         self.pkt = prog.prog_type in _PKT_PROGS
-
-    def new_id(self) -> int:
-        self.next_id += 1
-        return self.next_id
 
     # -- the walk ------------------------------------------------------------------------------
 
@@ -150,9 +125,9 @@ class _Interp:
                 seen.add(key)
                 try:
                     work.extend(self.path(pc, st))
-                except _Stop:
+                except Stop:
                     pass
-                except _Found as hit:
+                except Found as hit:
                     p = hit.problem
                     self.found.setdefault((p.insn.index, p.check), p)
         except _GiveUp as why:
@@ -171,7 +146,7 @@ class _Interp:
                 raise _GiveUp(f"time cap of {self.max_seconds:g} s reached")
             insn = self.insns.get(pc)
             if insn is None or not insn.known or insn.dst > 10 or insn.src > 10:
-                raise _Stop
+                raise Stop
             nxt = self.step(insn, st)
             if nxt is None:
                 pc += insn.size
@@ -179,17 +154,6 @@ class _Interp:
                 pc = nxt[0][0]
             else:
                 return nxt
-
-    def read(self, st: State, r: int) -> Value:
-        v = st.regs[r]
-        if isinstance(v, Uninit):
-            raise _Stop
-        return v
-
-    def problem(self, insn: Insn, check: str, lines: tuple[str, ...], **facts: int) -> _Found:
-        return _Found(Problem(check, insn, lines, tuple(sorted(facts.items()))))
-
-    # -- one instruction -----------------------------------------------------------------------
 
     def step(self, insn: Insn, st: State) -> list[tuple[int, State]] | None:
         """Apply *insn*; None: go on with the next instruction; else the successors."""
@@ -208,7 +172,7 @@ class _Interp:
                 st.regs[insn.src] = val
             self.access(insn, st, insn.dst, val)
         elif insn.is_exit:
-            raise _Stop
+            raise Stop
         elif insn.is_helper_call:
             self.helper(insn, st)
         elif insn.is_unconditional_jump and not insn.is_indirect_jump:
@@ -218,7 +182,7 @@ class _Interp:
         elif insn.is_conditional_jump and not insn.is_may_goto:
             return self.branch(insn, st)
         else:
-            raise _Stop  # calls, atomics, legacy packet loads, may_goto, gotox...
+            raise Stop  # calls, atomics, legacy packet loads, may_goto, gotox...
         return None
 
     def ld_imm64(self, insn: Insn) -> Value:
@@ -285,147 +249,6 @@ class _Interp:
             st.regs[r] = v
         return v
 
-    def ptr_alu(self, insn: Insn, op: int, alu64: bool, dst: Value, src: Value) -> Value:
-        """``dst op= src`` with a pointer operand (adjust_ptr_min_max_vals)."""
-        if isinstance(dst, Ptr) and isinstance(src, Ptr):
-            return unknown() if op == _OP_SUB and alu64 and src.kind != "map_value_or_null" \
-                and dst.kind != "map_value_or_null" else OPAQUE
-        ptr, off = (dst, src) if isinstance(dst, Ptr) else (src, dst)
-        assert isinstance(ptr, Ptr)
-        if not isinstance(off, Scalar) or not alu64:
-            return OPAQUE
-        r = insn.dst
-        if ptr.kind == "map_value_or_null":
-            if ptr.maybe_nonnull:
-                raise _Stop
-            raise self.problem(insn, "pointer_arithmetic", (
-                f"R{r} pointer arithmetic on map_value_or_null prohibited, null-check it first",),
-                reg=r)
-        if ptr.kind == "pkt_end":
-            raise self.problem(insn, "pointer_arithmetic",
-                               (f"R{r} pointer arithmetic on pkt_end prohibited",), reg=r)
-        if ptr.kind == "map_ptr":
-            if op == _OP_ADD and off.const == 0:
-                return ptr
-            raise _Stop
-        c = off.const
-        if op not in (_OP_ADD, _OP_SUB):
-            if c is None or (op == _OP_MUL and ptr is src):
-                raise _Stop  # the kernel may refuse the offset first (check_reg_sane_offset)
-            sc = c - (1 << 64) if c >> 63 else c
-            if abs(sc) >= _MAX_VAR_OFF or abs(ptr.off) >= _MAX_VAR_OFF:
-                raise _Stop
-            what = (f"R{r} bitwise operator {_ALU_STRING[op]} on pointer prohibited"
-                    if op in _BITWISE else
-                    f"R{r} pointer arithmetic with {_ALU_STRING[op]} operator prohibited")
-            raise self.problem(insn, "pointer_arithmetic", (what,), reg=r)
-        if op == _OP_SUB and ptr is src:
-            raise _Stop  # scalar -= pointer
-        if c is not None:
-            sc = c - (1 << 64) if c >> 63 else c
-            new = ptr.off + (sc if op == _OP_ADD else -sc)
-            if op == _OP_SUB and ptr.kind == "stack":
-                raise _Stop
-            if not -(1 << 31) <= new < (1 << 31) or abs(sc) >= _MAX_VAR_OFF:
-                raise _Stop
-            return replace(ptr, off=new)
-        if op != _OP_ADD or ptr.kind not in ("pkt", "map_value") or off.crosses_sign \
-                or off.umax >= _MAX_VAR_OFF:
-            return OPAQUE
-        vmin, vmax = ptr.vmin + off.umin, ptr.vmax + off.umax
-        if ptr.kind == "pkt":
-            return replace(ptr, id=self.new_id(), range=0, vmin=vmin, vmax=vmax)
-        return replace(ptr, vmin=vmin, vmax=vmax)
-
-    # -- memory --------------------------------------------------------------------------------
-
-    def access(self, insn: Insn, st: State, r: int, val: Value | None) -> Value:
-        """A load (*val* None: the value read) or store of *val* through register *r*."""
-        base = self.read(st, r)
-        size, write = insn.mem_size, val is not None
-        if not isinstance(base, Ptr):
-            raise _Stop
-        off = base.off + insn.off
-        if base.kind == "stack":
-            return self.stack(st, off, size, val)
-        if base.kind == "map_value_or_null":
-            if base.maybe_nonnull:
-                raise _Stop
-            raise self.problem(insn, "map_null",
-                               (f"R{r} invalid mem access 'map_value_or_null'",), reg=r)
-        if base.kind == "ctx":
-            return self.ctx(insn, base, r, off, size, write)
-        if base.kind == "pkt":
-            self.packet(insn, base, r, off, size)
-        elif base.kind == "map_value":
-            self.map_value(insn, base, r, off, size)
-        else:
-            raise _Stop
-        return OPAQUE if write else unknown(8 * size)
-
-    def stack(self, st: State, off: int, size: int, val: Value | None) -> Value:
-        if off < -_STACK_SIZE or off + size > 0:
-            raise _Stop
-        if val is None:
-            v = st.stack.get(off) if size == 8 and off % 8 == 0 else None
-            return v if v is not None else OPAQUE
-        for slot in range(off - off % 8, off + size, 8):
-            st.stack[slot] = OPAQUE
-        if size == 8 and off % 8 == 0:
-            st.stack[off] = val
-        return OPAQUE
-
-    def ctx(self, insn: Insn, base: Ptr, r: int, off: int, size: int, write: bool) -> Value:
-        if base.off != 0 or base.vmin or base.vmax:
-            raise _Stop  # "dereference of modified ctx ptr"
-        if self.prog.prog_type == "xdp":
-            if insn.cls == "st":
-                raise _Stop  # "BPF_ST stores into R%d ctx is not allowed"
-            egress = off == _XDP_EGRESS and self.prog.kind.expected_attach_type != "xdp_devmap"
-            if write or not 0 <= off < _XDP_MD_SIZE or off % size or size != 4 or egress:
-                raise self.problem(insn, "ctx_access", (
-                    f"invalid bpf_context access off={off} size={size}",), off=off, size=size)
-            kind = _XDP_PTRS.get(off)
-            if kind is not None:
-                return Ptr(kind)  # type: ignore[arg-type]
-            return OPAQUE if off == 8 else unknown(32)
-        if self.prog.prog_type in ("sched_cls", "sched_act") and not write and size == 4:
-            kind = _SKB_PTRS.get(off)
-            if kind is not None:
-                return Ptr(kind)  # type: ignore[arg-type]
-        return OPAQUE
-
-    def packet(self, insn: Insn, base: Ptr, r: int, off: int, size: int) -> None:
-        if base.vmin < 0:
-            raise _Stop
-        if base.range < 0:
-            raise self.problem(insn, "packet_bounds",
-                               (f"R{r} offset is outside of the packet",), reg=r)
-        if off < 0 or off + size > base.range:
-            raise self.problem(insn, "packet_bounds", (
-                f"invalid access to packet, off={off} size={size}, "
-                f"R{r}(id={base.id},off={off},r={base.range})",
-                f"R{r} offset is outside of the packet"),
-                off=off, size=size, reg=r, r=base.range)
-
-    def map_value(self, insn: Insn, base: Ptr, r: int, off: int, size: int) -> None:
-        vs = base.value_size
-        lo, hi = base.vmin + off, base.vmax + off
-        if lo < 0 or lo + size > vs:
-            raise self.problem(insn, "map_value_bounds", (
-                f"invalid access to map value, value_size={vs} off={lo} size={size}",
-                f"R{r} min value is outside of the allowed memory range"),
-                off=lo, size=size, value_size=vs)
-        if base.vmax >= _MAX_VAR_OFF:
-            raise _Stop
-        if hi + size > vs:
-            raise self.problem(insn, "map_value_bounds", (
-                f"invalid access to map value, value_size={vs} off={hi} size={size}",
-                f"R{r} max value is outside of the allowed memory range"),
-                off=hi, size=size, value_size=vs)
-
-    # -- calls ---------------------------------------------------------------------------------
-
     def helper(self, insn: Insn, st: State) -> None:
         hid = insn.imm
         ret: Value = OPAQUE
@@ -462,13 +285,13 @@ class _Interp:
         b: Value = self.read(st, insn.src) if use_reg else \
             const(insn.imm & 0xFFFFFFFF if jmp32 else insn.imm)
         if isinstance(a, Opaque) or isinstance(b, Opaque):
-            raise _Stop
+            raise Stop
         if isinstance(a, Scalar) and isinstance(b, Scalar):
             if use_reg and insn.src == insn.dst:
-                raise _Stop
+                raise Stop
             res = ops.compare(op, a, b, jmp32)
             if res is None:
-                raise _Stop
+                raise Stop
             out = []
             for pc, side in ((target, res[0]), (fall, res[1])):
                 if side is not None:
@@ -479,10 +302,10 @@ class _Interp:
                     out.append((pc, s2))
             return out
         if jmp32:
-            raise _Stop
+            raise Stop
         if isinstance(a, Ptr) and a.kind == "map_value_or_null":
             if use_reg or op not in (_JEQ, _JNE) or insn.imm != 0:
-                raise _Stop
+                raise Stop
             null_pc, ok_pc = (target, fall) if op == _JEQ else (fall, target)
             ok = st.copy()
             ok.replace_where(lambda v: isinstance(v, Ptr) and v.id == a.id,
@@ -494,7 +317,7 @@ class _Interp:
                                lambda v: const(0))
             return [(ok_pc, ok), (null_pc, null)]
         if isinstance(b, Ptr) and b.kind == "map_value_or_null":
-            raise _Stop
+            raise Stop
         if isinstance(a, Ptr) and isinstance(b, Ptr) and {a.kind, b.kind} == {"pkt", "pkt_end"}:
             return self.pkt_branch(insn, st, op, target, fall)
         for p, s in ((a, b), (b, a)):

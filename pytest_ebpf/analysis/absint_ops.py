@@ -96,7 +96,7 @@ def alu(op: int, a: Scalar, b: Scalar, alu64: bool) -> Scalar | None:
         return Scalar(a.umin >> cb, a.umax >> cb, holes=a.holes)
     if op == _LSH and cb is not None and cb < bits and a.umax << cb <= top:
         return Scalar(a.umin << cb, a.umax << cb, holes=True)
-    if op == _MUL and cb is not None and 0 < cb and a.umax * cb <= top:
+    if op == _MUL and cb is not None and cb > 0 and a.umax * cb <= top:
         return Scalar(a.umin * cb, a.umax * cb, holes=True)
     return None
 

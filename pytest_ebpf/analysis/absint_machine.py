@@ -1,0 +1,201 @@
+"""Memory accesses and pointer arithmetic of :mod:`pytest_ebpf.analysis.absint`: the kernel's
+``check_mem_access`` (packet, map value, context, stack) and ``adjust_ptr_min_max_vals``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pytest_ebpf.analysis.absint_domain import OPAQUE, Ptr, Scalar, State, Uninit, Value, unknown
+from pytest_ebpf.analysis.absint_report import Problem
+from pytest_ebpf.obj.isa import Insn
+from pytest_ebpf.obj.model import EbpfObject, Program
+
+__all__ = ["Found", "Machine", "Stop"]
+
+_MAX_VAR_OFF = 1 << 29
+_STACK_SIZE = 512
+_XDP_MD_SIZE = 24  # struct xdp_md: six u32
+_XDP_EGRESS = 20  # egress_ifindex: devmap programs only
+_XDP_PTRS = {0: "pkt", 4: "pkt_end"}  # data, data_end (data_meta: not modelled)
+_SKB_PTRS = {76: "pkt", 80: "pkt_end"}  # struct __sk_buff data, data_end
+_OP_ADD, _OP_SUB, _OP_MUL, _OP_OR, _OP_AND, _OP_XOR = (
+    0x00, 0x10, 0x20, 0x40, 0x50, 0xA0)
+_BITWISE = frozenset({_OP_OR, _OP_AND, _OP_XOR})
+_ALU_STRING = {0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=",
+               0x60: "<<=", 0x70: ">>=", 0x80: "neg", 0x90: "%=", 0xA0: "^=", 0xB0: "=",
+               0xC0: "s>>=", 0xD0: "endian"}
+
+class Stop(Exception):
+    """The path ends here: the program exits, or the model is unsure (silent)."""
+
+
+class Found(Exception):
+    """A refusal the kernel would print (the path ends)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.check)
+        self.problem = problem
+
+
+class Machine:
+    """Registers, memory and pointer arithmetic (the walk: ``absint._Interp``)."""
+
+    obj: EbpfObject
+    prog: Program
+    next_id: int
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def read(self, st: State, r: int) -> Value:
+        v = st.regs[r]
+        if isinstance(v, Uninit):
+            raise Stop
+        return v
+
+    def problem(self, insn: Insn, check: str, lines: tuple[str, ...], **facts: int) -> Found:
+        return Found(Problem(check, insn, lines, tuple(sorted(facts.items()))))
+
+    # -- one instruction -----------------------------------------------------------------------
+
+    def ptr_alu(self, insn: Insn, op: int, alu64: bool, dst: Value, src: Value) -> Value:
+        """``dst op= src`` with a pointer operand (adjust_ptr_min_max_vals)."""
+        if isinstance(dst, Ptr) and isinstance(src, Ptr):
+            return unknown() if op == _OP_SUB and alu64 and src.kind != "map_value_or_null" \
+                and dst.kind != "map_value_or_null" else OPAQUE
+        ptr, off = (dst, src) if isinstance(dst, Ptr) else (src, dst)
+        assert isinstance(ptr, Ptr)
+        if not isinstance(off, Scalar) or not alu64:
+            return OPAQUE
+        r = insn.dst
+        if ptr.kind == "map_value_or_null":
+            if ptr.maybe_nonnull:
+                raise Stop
+            raise self.problem(insn, "pointer_arithmetic", (
+                f"R{r} pointer arithmetic on map_value_or_null prohibited, null-check it first",),
+                reg=r)
+        if ptr.kind == "pkt_end":
+            raise self.problem(insn, "pointer_arithmetic",
+                               (f"R{r} pointer arithmetic on pkt_end prohibited",), reg=r)
+        if ptr.kind == "map_ptr":
+            if op == _OP_ADD and off.const == 0:
+                return ptr
+            raise Stop
+        c = off.const
+        if op not in (_OP_ADD, _OP_SUB):
+            if c is None or (op == _OP_MUL and ptr is src):
+                raise Stop  # the kernel may refuse the offset first (check_reg_sane_offset)
+            sc = c - (1 << 64) if c >> 63 else c
+            if abs(sc) >= _MAX_VAR_OFF or abs(ptr.off) >= _MAX_VAR_OFF:
+                raise Stop
+            what = (f"R{r} bitwise operator {_ALU_STRING[op]} on pointer prohibited"
+                    if op in _BITWISE else
+                    f"R{r} pointer arithmetic with {_ALU_STRING[op]} operator prohibited")
+            raise self.problem(insn, "pointer_arithmetic", (what,), reg=r)
+        if op == _OP_SUB and ptr is src:
+            raise Stop  # scalar -= pointer
+        if c is not None:
+            sc = c - (1 << 64) if c >> 63 else c
+            new = ptr.off + (sc if op == _OP_ADD else -sc)
+            if op == _OP_SUB and ptr.kind == "stack":
+                raise Stop
+            if not -(1 << 31) <= new < (1 << 31) or abs(sc) >= _MAX_VAR_OFF:
+                raise Stop
+            return replace(ptr, off=new)
+        if op != _OP_ADD or ptr.kind not in ("pkt", "map_value") or off.crosses_sign \
+                or off.umax >= _MAX_VAR_OFF:
+            return OPAQUE
+        vmin, vmax = ptr.vmin + off.umin, ptr.vmax + off.umax
+        if ptr.kind == "pkt":
+            return replace(ptr, id=self.new_id(), range=0, vmin=vmin, vmax=vmax)
+        return replace(ptr, vmin=vmin, vmax=vmax)
+
+    # -- memory --------------------------------------------------------------------------------
+
+    def access(self, insn: Insn, st: State, r: int, val: Value | None) -> Value:
+        """A load (*val* None: the value read) or store of *val* through register *r*."""
+        base = self.read(st, r)
+        size, write = insn.mem_size, val is not None
+        if not isinstance(base, Ptr):
+            raise Stop
+        off = base.off + insn.off
+        if base.kind == "stack":
+            return self.stack(st, off, size, val)
+        if base.kind == "map_value_or_null":
+            if base.maybe_nonnull:
+                raise Stop
+            raise self.problem(insn, "map_null",
+                               (f"R{r} invalid mem access 'map_value_or_null'",), reg=r)
+        if base.kind == "ctx":
+            return self.ctx(insn, base, r, off, size, write)
+        if base.kind == "pkt":
+            self.packet(insn, base, r, off, size)
+        elif base.kind == "map_value":
+            self.map_value(insn, base, r, off, size)
+        else:
+            raise Stop
+        return OPAQUE if write else unknown(8 * size)
+
+    def stack(self, st: State, off: int, size: int, val: Value | None) -> Value:
+        if off < -_STACK_SIZE or off + size > 0:
+            raise Stop
+        if val is None:
+            v = st.stack.get(off) if size == 8 and off % 8 == 0 else None
+            return v if v is not None else OPAQUE
+        for slot in range(off - off % 8, off + size, 8):
+            st.stack[slot] = OPAQUE
+        if size == 8 and off % 8 == 0:
+            st.stack[off] = val
+        return OPAQUE
+
+    def ctx(self, insn: Insn, base: Ptr, r: int, off: int, size: int, write: bool) -> Value:
+        if base.off != 0 or base.vmin or base.vmax:
+            raise Stop  # "dereference of modified ctx ptr"
+        if self.prog.prog_type == "xdp":
+            if insn.cls == "st":
+                raise Stop  # "BPF_ST stores into R%d ctx is not allowed"
+            egress = off == _XDP_EGRESS and self.prog.kind.expected_attach_type != "xdp_devmap"
+            if write or not 0 <= off < _XDP_MD_SIZE or off % size or size != 4 or egress:
+                raise self.problem(insn, "ctx_access", (
+                    f"invalid bpf_context access off={off} size={size}",), off=off, size=size)
+            kind = _XDP_PTRS.get(off)
+            if kind is not None:
+                return Ptr(kind)  # type: ignore[arg-type]
+            return OPAQUE if off == 8 else unknown(32)
+        if self.prog.prog_type in ("sched_cls", "sched_act") and not write and size == 4:
+            kind = _SKB_PTRS.get(off)
+            if kind is not None:
+                return Ptr(kind)  # type: ignore[arg-type]
+        return OPAQUE
+
+    def packet(self, insn: Insn, base: Ptr, r: int, off: int, size: int) -> None:
+        if base.vmin < 0:
+            raise Stop
+        if base.range < 0:
+            raise self.problem(insn, "packet_bounds",
+                               (f"R{r} offset is outside of the packet",), reg=r)
+        if off < 0 or off + size > base.range:
+            raise self.problem(insn, "packet_bounds", (
+                f"invalid access to packet, off={off} size={size}, "
+                f"R{r}(id={base.id},off={off},r={base.range})",
+                f"R{r} offset is outside of the packet"),
+                off=off, size=size, reg=r, r=base.range)
+
+    def map_value(self, insn: Insn, base: Ptr, r: int, off: int, size: int) -> None:
+        vs = base.value_size
+        lo, hi = base.vmin + off, base.vmax + off
+        if lo < 0 or lo + size > vs:
+            raise self.problem(insn, "map_value_bounds", (
+                f"invalid access to map value, value_size={vs} off={lo} size={size}",
+                f"R{r} min value is outside of the allowed memory range"),
+                off=lo, size=size, value_size=vs)
+        if base.vmax >= _MAX_VAR_OFF:
+            raise Stop
+        if hi + size > vs:
+            raise self.problem(insn, "map_value_bounds", (
+                f"invalid access to map value, value_size={vs} off={hi} size={size}",
+                f"R{r} max value is outside of the allowed memory range"),
+                off=hi, size=size, value_size=vs)
+
+    # -- calls ---------------------------------------------------------------------------------
