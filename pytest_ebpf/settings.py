@@ -79,8 +79,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("checks", "generated checks: one item per program, rule and kernel profile (and "
            "one 'loads' item per program when privileged), with or without test files",
            default="yes", choices=("yes", "no")),
-    Option("skip_rules", "comma-separated rules the generated checks leave out (stack, calls, "
-           "control_flow, instructions, license, btf, features, budget)", default=""),
+    Option("skip_rules", "comma-separated rules the generated checks leave out (" +
+           ", ".join(rule_ids()) + ")", default=""),
     Option("budget", "per-program limits, e.g. stack=384, instructions=4000, "
            "lock.processed_insns=100000 (also [package.metadata.pytest-ebpf] in the eBPF "
            "crate's Cargo.toml; this wins per figure)", default=""),

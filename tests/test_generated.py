@@ -239,7 +239,8 @@ def items(unit: str, programs: Iterable[str], kernels: Iterable[str], *, loads: 
             if rule not in skip:
                 out |= {f"{unit}::{prog}::{rule}[{k}]" for k in kernels}
         out |= {f"{unit}::{prog}::{rule}" for rule in ("calls", "control_flow", "encoding",
-                                                       "registers", "stack_access", "license",
+                                                       "registers", "stack_access",
+                                                       "memory_safety", "license",
                                                        "btf")
                 if rule not in skip}
         if loads:
@@ -436,7 +437,7 @@ def test_k_selects_one_rule_on_one_kernel(pytester: pytest.Pytester,
                                 "mini::indirect::stack[6.1]": "passed",
                                 "mini::pass::stack[6.1]": "passed"}, result.stdout.str()
     total = len(items("mini", BAD, ["host", "6.1"], loads=False))
-    assert total == 39
+    assert total == 42
     if xdist:  # the workers collect and deselect; the controller reports what they kept
         assert "2 workers [3 items]" in result.stdout.str(), result.stdout.str()
         result.assert_outcomes(failed=1, passed=2)
@@ -489,8 +490,8 @@ def test_unknown_rule_is_a_usage_error_naming_the_rules(
     result = run(pytester, f"--ebpf-object={obj}", "--ebpf-skip-rules=btf,stak")
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     assert ("--ebpf-skip-rules=btf,stak: unknown rule(s) stak; rules are stack, calls, "
-            "control_flow, encoding, registers, stack_access, instructions, license, btf, "
-            "features, budget"
+            "control_flow, encoding, registers, stack_access, memory_safety, instructions, "
+            "license, btf, features, budget"
             ) in result.stderr.str(), result.stderr.str()
     assert "Traceback" not in result.stderr.str()
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from pytest_ebpf.abi import Helper, ProgType
 from pytest_ebpf.analysis import checks
+from pytest_ebpf.analysis.absint import analyse_program
+from pytest_ebpf.analysis.absint_report import CHECKS
 from pytest_ebpf.analysis.budgets import Budget
 from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.analysis.flow import (
@@ -234,6 +236,19 @@ def _budget(ctx: Context) -> list[Finding]:
     return out
 
 
+def _memory_safety(ctx: Context) -> list[Finding]:
+    result = analyse_program(ctx.obj, ctx.prog)
+    found = list(result.findings)
+    if result.gave_up is not None:
+        found.append(Finding(
+            check="memory_safety_gave_up", rule="memory_safety", program=ctx.prog.name,
+            function=ctx.prog.entry.name, insn=None, severity="note",
+            message=(f"program {ctx.prog.name}: the memory-safety analysis gave up "
+                     f"({result.gave_up}): it predicts nothing for this program"),
+            fix="nothing to fix: the kernel decides (load it: loads[...] checks, verify)"))
+    return found
+
+
 RULES: tuple[Rule, ...] = (
     Rule("stack", "frame sizes, the combined stack of the deepest call chain (each kernel's "
          "rounding and private stacks), 8 frames, 256 bytes above a tail call, recursion",
@@ -260,6 +275,12 @@ RULES: tuple[Rule, ...] = (
          "aligned to their size", False,
          "address the stack from r10 - 512 up to r10 - size", _stack_access,
          ("stack_out_of_bounds", "misaligned_stack")),
+    Rule("memory_safety", "an abstract interpreter modelled on the verifier's (register "
+         "types, packet ranges, null checks, value ranges): packet reads past the bounds "
+         "checked, map values used before their null check or outside the value, context "
+         "accesses outside the context, pointer arithmetic the verifier refuses; silent "
+         "where unsure", False, "check bounds and null before use", _memory_safety,
+         tuple(CHECKS)),
     Rule("instructions", "the instruction limit of the kernel (4096 before 5.2, then 1M; "
          "4096 unprivileged)", True, "split with tail calls", _instructions,
          ("too_many_instructions", "unprivileged_insn_limit")),
