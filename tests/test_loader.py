@@ -743,7 +743,9 @@ def test_attached_tp_btf_program_sees_an_exec(compile_c: Callable[..., Path],
     other_obj = load_object(compile_c((C_DIR / "ld_optional.c").read_text(), "ld_optional"))
     other = load_all(other_obj, loader="native")
     try:
-        with pytest.raises(TypeError, match="attached\\(\\) takes raw_tracepoint and tp_btf"):
+        with pytest.raises(TypeError, match=r"socket_filter program: attached\(\) takes "
+                           r"raw_tracepoint, tp_btf \(btf_tracepoint\), fentry, fexit, "
+                           r"fmod_ret and lsm programs"):
             other.attached("always").__enter__()
     finally:
         other.close()
