@@ -235,7 +235,8 @@ def items(unit: str, programs: Iterable[str], kernels: Iterable[str], *, loads: 
     kernels = list(kernels)
     out = set()
     for prog in programs:
-        for rule in ("stack", "instructions", "features", *(["budget"] if budget else [])):
+        for rule in ("stack", "instructions", "global_funcs", "features",
+                     *(["budget"] if budget else [])):
             if rule not in skip:
                 out |= {f"{unit}::{prog}::{rule}[{k}]" for k in kernels}
         out |= {f"{unit}::{prog}::{rule}" for rule in ("calls", "control_flow", "encoding",
@@ -315,7 +316,7 @@ def test_clean_crate_without_test_files_gets_every_verdict_and_exit_0(
     assert f"built {NAME} for bpfel-unknown-none (release)" in result.stdout.str()
     expected = items(NAME, ["pass"], ["host"], loads=True)
     assert outcomes(result) == dict.fromkeys(expected, "passed"), result.stdout.str()
-    result.assert_outcomes(passed=len(expected))  # 8: 4 static rules, 3 per kernel, loads
+    result.assert_outcomes(passed=len(expected))  # 9: 4 static rules, 4 per kernel, loads
     table = program_table(result)
     insns = load_object(b.obj).program("pass").instructions
     host = f"stack@{kernel_label()}"
@@ -491,7 +492,7 @@ def test_unknown_rule_is_a_usage_error_naming_the_rules(
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     assert ("--ebpf-skip-rules=btf,stak: unknown rule(s) stak; rules are stack, calls, "
             "control_flow, encoding, registers, stack_access, memory_safety, instructions, "
-            "license, btf, features, budget"
+            "license, btf, global_funcs, features, budget"
             ) in result.stderr.str(), result.stderr.str()
     assert "Traceback" not in result.stderr.str()
 

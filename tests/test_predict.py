@@ -1,5 +1,6 @@
 """The verifier's rejections that need no abstract state, predicted without loading
-(:mod:`pytest_ebpf.analysis.flow`: the rules control_flow, encoding, registers, stack_access).
+(:mod:`pytest_ebpf.analysis.flow`: the rules control_flow, encoding, registers, stack_access;
+:mod:`pytest_ebpf.analysis.globalfuncs`: global_funcs, proven on ``pred_global.c``).
 
 Each program of ``tests/c/pred_*.c`` is ``bad_*`` (the kernel rejects it) or ``ok_*`` (its twin,
 accepted). Statically, a bad program gets exactly one finding of these rules, whose ``reason`` is
@@ -16,7 +17,7 @@ from typing import Callable
 import pytest
 
 from pytest_ebpf.analysis.flow import layout
-from pytest_ebpf.analysis.profiles import host_profile
+from pytest_ebpf.analysis.profiles import host_profile, named_profile
 from pytest_ebpf.analysis.rules import judge, rule
 from pytest_ebpf.kernel import bpf as kernel
 from pytest_ebpf.kernel.loader import load_all
@@ -61,14 +62,24 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "bad_stack_read": ("stack_out_of_bounds", "invalid read from stack R10 off=0 size=8"),
     },
 }
+# global functions (the rule global_funcs): program -> the line btf_prepare_func_args logs; the
+# decisive line is then "Caller passes invalid args into func#1 ('name')"
+GLOBAL: dict[str, str] = {
+    "bad_ret_ptr": "Global function ret_ptr() doesn't return scalar. Only those are supported.",
+    "bad_ret_void": "Global function ret_void() doesn't return scalar. Only those are supported.",
+    "bad_void_arg": "arg#0 reference type('UNKNOWN ') size cannot be determined: -22",
+    "bad_fwd_arg": "arg#1 reference type('FWD opaque') size cannot be determined: -22",
+}
 # objects of tests/c that need flags of their own, and the ones the suite builds elsewhere
 _FLAGS: dict[str, tuple[str, ...]] = {"an_bigframe": ("-mllvm", "-bpf-stack-size=1024"),
                                       "vm_insns": ("-DINSNS=1000",)}
 
 
-def predicted(obj: EbpfObject) -> dict[str, list[tuple[str, str]]]:
-    """Program -> (check, reason) of every finding of the four rules."""
-    verdicts = judge(obj, [host_profile()], [rule(r) for r in RULE_IDS])
+def predicted(obj: EbpfObject, rule_ids: tuple[str, ...] = (*RULE_IDS, "global_funcs")
+              ) -> dict[str, list[tuple[str, str]]]:
+    """Program -> (check, reason) of every finding of *rule_ids* (the four rules and
+    global_funcs) on the running kernel."""
+    verdicts = judge(obj, [host_profile()], [rule(r) for r in rule_ids])
     return {v.program.name: [(f.check, f.reason) for f in v.findings] for v in verdicts}
 
 
@@ -92,6 +103,49 @@ def test_each_bad_program_gets_its_one_finding_and_each_twin_none(
     assert {p for p in obj.program_names if p.startswith("bad_")} == set(bad)
     assert {p.removeprefix("bad_") for p in bad} <= {
         p.removeprefix("ok_") for p in obj.program_names if p.startswith("ok_")}
+
+
+@pytest.fixture(scope="module")
+def global_obj(compile_c: CompileC) -> EbpfObject:
+    return load_object(compile_c((C_DIR / "pred_global.c").read_text(), "pred_global"))
+
+
+def test_global_functions_the_kernel_refuses(global_obj: EbpfObject) -> None:
+    found = predicted(global_obj, ("global_funcs",))
+    assert {p: f for p, f in found.items() if f} == {
+        p: [("global_func_signature", line)] for p, line in GLOBAL.items()}
+    assert {p.removeprefix("bad_") for p in GLOBAL} <= {
+        p.removeprefix("ok_") for p in global_obj.program_names if p.startswith("ok_")}
+    (f,) = next(v for v in judge(global_obj, [host_profile()], [rule("global_funcs")])
+                if v.program.name == "bad_void_arg").findings
+    assert (f.rule, f.function, f.kernel) == ("global_funcs", "void_arg", host_profile().label)
+    assert f.insn is not None and f.insn.is_pseudo_call and ".c:" in f.message
+    assert "static" in f.fix and "#[inline(always)]" in f.fix
+
+
+def test_global_functions_by_release(global_obj: EbpfObject) -> None:
+    """Before 5.12 only the context is a pointer a global function may take; void stays
+    refused through 6.18; the builtins aya-obj makes static are never judged."""
+    old = {v.program.name: [f.reason for f in v.findings]
+           for v in judge(global_obj, [named_profile("5.10")], [rule("global_funcs")])}
+    assert old["ok_void_arg"] == ["Arg#0 type PTR in sized_arg() is not supported yet."]
+    assert old["bad_ret_ptr"] == [GLOBAL["bad_ret_ptr"]]
+    assert old["ok_ctx_arg"] == old["ok_static"] == []
+    assert all(p.startswith("bad_") for p, f in predicted(global_obj, ("global_funcs",)).items()
+               if f)
+
+
+@needs_root
+def test_the_kernel_refuses_the_global_functions(global_obj: EbpfObject) -> None:
+    with load_all(global_obj, loader="native") as loaded:
+        results = {r.program: r for r in loaded.results.values()}
+    for prog, r in results.items():
+        if prog in GLOBAL:
+            assert not r.loaded and GLOBAL[prog] in r.log, (prog, r.log[-800:])
+            assert r.error is not None and r.error.startswith(
+                "Caller passes invalid args into func#"), r.error
+        else:
+            assert r.loaded, (prog, r.error)
 
 
 def test_findings_carry_where_and_how(pred_objects: dict[str, EbpfObject]) -> None:
@@ -129,6 +183,13 @@ def _corpus(compile_c: CompileC) -> list[tuple[str, Path]]:
     """(name, object) of every tests/c source but the pred_ ones."""
     return [(src.stem, compile_c(src.read_text(), src.stem, *_FLAGS.get(src.stem, ())))
             for src in sorted(C_DIR.glob("*.c")) if not src.stem.startswith("pred_")]
+
+
+def test_no_global_function_finding_on_the_example(
+        example_object: Callable[[str], Path]) -> None:
+    """The Rust example (memset & co. global in its BTF, made static by the loaders)."""
+    obj = load_object(example_object("bpfel-unknown-none"))
+    assert {p: f for p, f in predicted(obj, ("global_funcs",)).items() if f} == {}
 
 
 def test_no_finding_on_the_suites_objects(compile_c: CompileC) -> None:

@@ -24,6 +24,8 @@ from pytest_ebpf.analysis.flow import (
     register_findings,
     stack_access_findings,
 )
+from pytest_ebpf.analysis.globalfuncs import FIX as GLOBAL_FIX
+from pytest_ebpf.analysis.globalfuncs import global_function_findings
 from pytest_ebpf.analysis.profiles import KernelProfile
 from pytest_ebpf.analysis.stack import ProgramStack, profile_stack, stack_problems
 from pytest_ebpf.obj.helpers import helper_name
@@ -128,6 +130,10 @@ def _btf(ctx: Context) -> list[Finding]:
                         insn=None, message=f"program {prog.name}: {what[1]}",
                         fix=f"build with BTF: {_BTF_FLAGS}", policy=True)]
     return ctx.func_info()
+
+
+def _global_funcs(ctx: Context) -> list[Finding]:
+    return global_function_findings(ctx.obj, ctx.prog, ctx.profile)
 
 
 def _feature(ctx: Context, feature: str, what: str, fn: Function, insn: Insn | None,
@@ -290,6 +296,10 @@ RULES: tuple[Rule, ...] = (
     Rule("btf", "BTF and .BTF.ext are present, with func_info for every function", False,
          "build with -C debuginfo=2 and --btf", _btf,
          ("no_btf", "no_btf_ext", "missing_func_info")),
+    Rule("global_funcs", "global (non-static) functions the program calls have a prototype "
+         "the kernel verifies them alone against: a scalar return (not a pointer; not void up "
+         "to 6.18), scalar, context or sized-pointer arguments (sized pointers since 5.12)", True,
+         GLOBAL_FIX, _global_funcs, ("global_func_signature",)),
     Rule("features", "instructions, helpers, kfuncs and program types the kernel has",
          True, "target the oldest kernel you ship to", _features,
          ("cpu_v4_insn", "may_goto", "loop", "kfunc", "kfunc_unavailable", "helper_unavailable",
