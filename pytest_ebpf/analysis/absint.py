@@ -14,6 +14,12 @@ lookup result, linked scalars) and reports, in the kernel's words:
 * XDP context accesses outside ``struct xdp_md`` (``invalid bpf_context access``);
 * pointer arithmetic the verifier refuses (on ``pkt_end``, on ``map_value_or_null``, bitwise
   and other operators on pointers).
+* stores into read-only map memory (``write into map forbidden``): ``.rodata`` globals and maps
+  created with ``BPF_F_RDONLY_PROG``; globals are ``map_value`` pointers from their ``ld_imm64``
+  (the section's one-entry array map), so their bounds are checked too;
+* constant return values outside the program type's range at the entry function's exit
+  (``check_return_code``: cgroup programs, sock_ops, sk_lookup), only where every kernel from
+  5.10 on refuses them.
 
 It never guesses: whenever its state could be less precise than the kernel's (unknown helper
 results, BPF-to-BPF and kfunc calls, atomics, unmodelled ALU ops, stack reads other than a whole
@@ -41,7 +47,7 @@ from pytest_ebpf.analysis.absint_domain import (
     shift_linked,
     unknown,
 )
-from pytest_ebpf.analysis.absint_machine import Found, Machine, Stop
+from pytest_ebpf.analysis.absint_machine import Found, Machine, Stop, return_range
 from pytest_ebpf.analysis.absint_report import Problem, finding
 from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.obj.isa import Insn
@@ -58,6 +64,7 @@ _PKT_PROGS = frozenset({"xdp", "sched_cls", "sched_act"})
 _HASH_MAPS = frozenset({"hash", "lru_hash", "percpu_hash", "lru_percpu_hash"})
 _ARRAY_MAPS = frozenset({"array", "percpu_array"})
 _LOOKUP = 1
+_F_RDONLY_PROG = 1 << 7
 # Helpers the kernel types RET_INTEGER without narrowing the result (do_refine_retval_range).
 _INT_HELPERS = frozenset({2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 23, 25, 26, 28, 34,
                           44, 51, 65, 112, 113, 125, 130})
@@ -108,6 +115,7 @@ class _Interp(Machine):
         self.next_id = 0
         self.found: dict[tuple[int, str], Problem] = {}
         self.pkt = prog.prog_type in _PKT_PROGS
+        self.ret_range = return_range(prog)
 
     # -- the walk ------------------------------------------------------------------------------
 
@@ -172,6 +180,7 @@ class _Interp(Machine):
                 st.regs[insn.src] = val
             self.access(insn, st, insn.dst, val)
         elif insn.is_exit:
+            self.exit(insn, st, self.ret_range)
             raise Stop
         elif insn.is_helper_call:
             self.helper(insn, st)
@@ -191,6 +200,8 @@ class _Interp(Machine):
             return const(insn.imm64 or 0) if insn.src == 0 else OPAQUE
         if ref.kind == "map" and ref.addend == 0 and ref.target in self.maps:
             return Ptr("map_ptr", map_name=ref.target)
+        if ref.kind == "data":
+            return self.global_data(ref.target, ref.addend)
         return OPAQUE
 
     # -- ALU -----------------------------------------------------------------------------------
@@ -259,7 +270,8 @@ class _Interp(Machine):
             if mdef is not None and mdef.value_size > 0 and \
                     (mdef.type in _HASH_MAPS or mdef.type in _ARRAY_MAPS):
                 ret = Ptr("map_value_or_null", id=self.new_id(), value_size=mdef.value_size,
-                          map_name=mdef.name, maybe_nonnull=mdef.type in _ARRAY_MAPS)
+                          map_name=mdef.name, maybe_nonnull=mdef.type in _ARRAY_MAPS,
+                          rdonly=bool(mdef.flags & _F_RDONLY_PROG))
         elif hid in _INT_HELPERS:
             ret = unknown()
         for r in range(1, 6):

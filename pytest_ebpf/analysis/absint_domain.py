@@ -93,6 +93,9 @@ class Ptr:
     maybe_nonnull: bool = False
     """``map_value_or_null`` of an array map: the kernel may have proven it non-null (a
     constant in-range key), so an access before the null check is not judged."""
+    rdonly: bool = False
+    """A value of a map the program may only read (``BPF_F_RDONLY_PROG``: ``.rodata`` global
+    data, maps declared with that flag): stores are refused, loads may be constants."""
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pytest_ebpf.analysis.absint_domain import OPAQUE, Ptr, Scalar, State, Uninit, Value, unknown
+from pytest_ebpf.analysis.absint_domain import (
+    OPAQUE,
+    S64_MAX,
+    Ptr,
+    Scalar,
+    State,
+    Uninit,
+    Value,
+    signed,
+    unknown,
+)
 from pytest_ebpf.analysis.absint_report import Problem
 from pytest_ebpf.obj.isa import Insn
 from pytest_ebpf.obj.model import EbpfObject, Program
 
-__all__ = ["Found", "Machine", "Stop"]
+__all__ = ["Found", "Machine", "Stop", "return_range"]
 
 _MAX_VAR_OFF = 1 << 29
 _STACK_SIZE = 512
@@ -24,6 +34,35 @@ _BITWISE = frozenset({_OP_OR, _OP_AND, _OP_XOR})
 _ALU_STRING = {0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=",
                0x60: "<<=", 0x70: ">>=", 0x80: "neg", 0x90: "%=", 0xA0: "^=", 0xB0: "=",
                0xC0: "s>>=", 0xD0: "endian"}
+_GLOBAL_DATA = frozenset({"rodata", "data", "bss"})  # not .kconfig: its size is the kernel's
+_RETURN_01 = frozenset({"cgroup_sock", "sock_ops", "cgroup_device", "cgroup_sysctl",
+                        "cgroup_sockopt", "sk_lookup"})
+_ADDR_RECV = frozenset({"cgroup_udp4_recvmsg", "cgroup_udp6_recvmsg", "cgroup_unix_recvmsg"})
+_ADDR_NAME = frozenset({f"cgroup_{f}_{n}" for f in ("inet4", "inet6", "unix")
+                        for n in ("getpeername", "getsockname")})
+_ADDR_BIND = frozenset({"cgroup_inet4_bind", "cgroup_inet6_bind"})
+
+
+def return_range(prog: Program) -> tuple[int, int, int, int] | None:
+    """The return values the kernel allows *prog*'s entry function (check_return_code):
+    ``(lo, hi)`` as this kernel prints them, then ``(lo, hi)`` that no kernel from 5.10 on
+    refuses (wider where the range changed); None: no range is checked, or it varies."""
+    ptype, attach = prog.prog_type, prog.kind.expected_attach_type
+    if ptype == "cgroup_skb":
+        return (0, 3, 0, 3) if attach == "cgroup_inet_egress" else (0, 1, 0, 1)
+    if ptype == "cgroup_sock_addr":
+        if attach in _ADDR_RECV:
+            return (1, 1, 1, 1)
+        if attach in _ADDR_NAME:
+            return (1, 1, 0, 1)  # [0, 1] before the unix socket hooks (6.7)
+        if attach in _ADDR_BIND:
+            return (0, 3, 0, 3)  # [0, 1] before 5.12
+        return (0, 1, 0, 1)
+    if ptype in _RETURN_01:
+        return (0, 1, 0, 1)
+    # None: xdp, tc, socket filters, kprobes (no range); lsm (per hook, from 6.12 on);
+    # fentry/fexit ([0, 0], but not checked against a kernel: trampolines are not everywhere)
+    return None
 
 class Stop(Exception):
     """The path ends here: the program exits, or the model is unsure (silent)."""
@@ -132,7 +171,16 @@ class Machine:
         if base.kind == "pkt":
             self.packet(insn, base, r, off, size)
         elif base.kind == "map_value":
+            if write and base.rdonly:
+                if not isinstance(val, Scalar):
+                    raise Stop  # a pointer: "leaks addr into map" first, when unprivileged
+                vs = base.value_size
+                raise self.problem(insn, "map_readonly", (
+                    f"write into map forbidden, value_size={vs} off={off} size={size}",),
+                    off=off, size=size, value_size=vs)
             self.map_value(insn, base, r, off, size)
+            if base.rdonly:
+                return OPAQUE  # a frozen map's bytes: the kernel may read the constant
         else:
             raise Stop
         return OPAQUE if write else unknown(8 * size)
@@ -197,5 +245,28 @@ class Machine:
                 f"invalid access to map value, value_size={vs} off={hi} size={size}",
                 f"R{r} max value is outside of the allowed memory range"),
                 off=hi, size=size, value_size=vs)
+
+    def global_data(self, section: str, off: int) -> Value:
+        """``ld_imm64`` of a global (``.rodata``/``.data``/``.bss``): a map value of the
+        one-entry array map holding the section, at the variable's offset (check_ld_imm)."""
+        sec = next((d for d in self.obj.data_sections if d.name == section), None)
+        if sec is None or sec.kind not in _GLOBAL_DATA or not 0 <= off < sec.size:
+            return OPAQUE
+        return Ptr("map_value", off=off, value_size=sec.size, map_name=sec.name,
+                   rdonly=sec.kind == "rodata")
+
+    def exit(self, insn: Insn, st: State, allowed: tuple[int, int, int, int] | None) -> None:
+        """The entry function's ``exit``: R0 against the program type's range."""
+        r0 = st.regs[0]
+        if allowed is None or not isinstance(r0, Scalar) or r0.const is None:
+            return  # a range: its bounds may not be the kernel's, so no message to predict
+        lo, hi, any_lo, any_hi = allowed
+        v = signed(r0.const)
+        if any_lo <= v <= any_hi:
+            return
+        has = (f" smin={v}" if v > -S64_MAX - 1 else "") + (f" smax={v}" if v < S64_MAX else "")
+        raise self.problem(insn, "return_code", (
+            f"At program exit the register R0 has{has} should have been in [{lo}, {hi}]",),
+            value=v, lo=lo, hi=hi)
 
     # -- calls ---------------------------------------------------------------------------------

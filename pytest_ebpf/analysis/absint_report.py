@@ -35,8 +35,31 @@ CHECKS: dict[str, tuple[str, str]] = {
                            "do arithmetic on data/data_end only by adding offsets to `data`, "
                            "null-check map values before offsetting them, and never apply "
                            "|, &, ^, * or shifts to pointers (cast to an integer first)"),
+    "return_code": ("return value outside the program type's range",
+                    "return only a value in [{lo}, {hi}] from this program{meaning}; in "
+                    "Rust/Aya, return these constants from every arm (an error path too), not "
+                    "-1 or an errno"),
+    "map_readonly": ("store into read-only map memory",
+                     "do not write to `const` globals: they live in .rodata, which the loader "
+                     "freezes read-only for the program (BPF_F_RDONLY_PROG); drop `const` to "
+                     "put the variable in .data/.bss (in Rust, a `static` without `mut` is "
+                     "read-only to the program: use `static mut` or a map), or create the map "
+                     "without BPF_F_RDONLY_PROG ({value_size}-byte value)"),
 }
 """Check id -> (what it is, the fix; ``{name}`` fields come from the problem's facts)."""
+
+_RETURN_MEANING = {
+    "cgroup_skb": " (1 lets the packet through, 0 drops it; egress programs may add 2 for "
+                  "congestion notification)",
+    "cgroup_sock": " (1 allows the socket operation, 0 refuses it with EPERM)",
+    "cgroup_sock_addr": " (1 allows, 0 refuses with EPERM; recvmsg, getpeername and "
+                        "getsockname hooks must return 1; bind may return 2 and 3)",
+    "cgroup_device": " (1 allows the device access, 0 denies it)",
+    "cgroup_sysctl": " (1 allows the sysctl access, 0 refuses it)",
+    "cgroup_sockopt": " (1 lets the kernel handle the option, 0 refuses it with EPERM)",
+    "sock_ops": " (1 on success; the reply goes in `reply`, not the return value)",
+    "sk_lookup": " (SK_PASS 1 or SK_DROP 0)",
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,8 @@ def finding(obj: EbpfObject, prog: Program, fn: Function, p: Problem) -> Finding
         off, size = facts.get("off"), facts.get("size")
         fix = fix.format(end=f"{off} + {size} = {off + size}" if off is not None and
                          size is not None else "the end of the last byte read")
+    elif p.check == "return_code":
+        fix = fix.format(meaning=_RETURN_MEANING.get(prog.prog_type, ""), **facts)
     else:
         fix = fix.format(**facts) if "{" in fix else fix
     where = f"{fn.name} ({fn.section}) insn {p.insn.index}"
