@@ -124,6 +124,8 @@ def test_return_code_findings(compile_c: Callable[..., Path]) -> None:
     (f,) = analyse_program(obj, obj.program("bad_bind_four")).findings
     assert f.reason.endswith("should have been in [0, 3]")
     assert analyse_program(obj, obj.program("any_getpeername_zero")).findings == ()
+    (f,) = analyse_program(obj, obj.program("bad_getsockname_two")).findings
+    assert f.reason.endswith("smin=2 smax=2 should have been in [1, 1]")
     for name in ("ok_xdp_any", "ok_tc_any", "ok_socket_any", "any_skb_range"):
         assert analyse_program(obj, obj.program(name)).findings == (), name
 

@@ -47,6 +47,8 @@ SEC("cgroup/bind4") int bad_bind_four(void *ctx) { return 4; }
 SEC("cgroup/bind4") int ok_bind_three(void *ctx) { return 3; }
 /* [1, 1] since 6.7, [0, 1] before: refused here, accepted by 6.6 */
 SEC("cgroup/getpeername4") int any_getpeername_zero(void *ctx) { return 0; }
+SEC("cgroup/getsockname6") int bad_getsockname_two(void *ctx) { return 2; }
+SEC("cgroup/getsockname6") int ok_getsockname_one(void *ctx) { return 1; }
 
 /* the other [0, 1] types */
 SEC("sockops") int bad_sockops(void *ctx) { return 2; }
