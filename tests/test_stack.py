@@ -26,6 +26,7 @@ from pytest_ebpf.analysis.stack import (
     stack_problems,
 )
 from pytest_ebpf.kernel import bpf as kernel
+from pytest_ebpf.kernel.loader import load_all
 from pytest_ebpf.obj.elf import read_elf
 from pytest_ebpf.obj.load import load_object
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
@@ -374,3 +375,50 @@ def test_register_tracking(compile_c) -> None:  # type: ignore[no-untyped-def]
     assert t.deepest_insn is not None and t.deepest_insn.is_store and t.deepest_insn.dst == 5
     c = function_stack(obj.function("clobbered"))
     assert c.depth == 48
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames the verifier counts beyond the constant accesses (tests/c/an_frames.c)
+# ---------------------------------------------------------------------------------------------
+
+# program -> (per function: the static depth, the verifier's "stack depth" figure), combined
+# depth with the JIT's rounding, the chain of it
+FRAMES: dict[str, tuple[dict[str, tuple[int, int]], int, tuple[str, ...]]] = {
+    # bpf_loop inlined (5.19+): 24 bytes the combined check does not see
+    "inlined_loop": ({"inlined_loop": (8, 32), "loop_cb": (0, 0)}, 16,
+                     ("inlined_loop", "loop_cb")),
+    "inlined_loop_big": ({"inlined_loop_big": (8, 32), "big_cb": (496, 496)}, 512,
+                         ("inlined_loop_big", "big_cb")),
+    # (len & 8) - 16 + r10: was 8; two constants merged into a range: was 0
+    "variable_offset": ({"variable_offset": (16, 16)}, 16, ("variable_offset",)),
+    "two_constants": ({"two_constants": (32, 32)}, 32, ("two_constants",)),
+    # a timer callback is a root of its own: was 208 + 400 = 608, "too large"
+    "arms_timer": ({"arms_timer": (208, 208), "timer_cb": (400, 400)}, 400, ("timer_cb",)),
+}
+
+
+@pytest.fixture(scope="module")
+def frames_obj(compile_c) -> EbpfObject:  # type: ignore[no-untyped-def]
+    return load_object(compile_c((C_DIR / "an_frames.c").read_text(), "an_frames"))
+
+
+def test_frames_beyond_constant_accesses(frames_obj: EbpfObject) -> None:
+    for name, (frames, total, chain) in FRAMES.items():
+        prog = frames_obj.program(name)
+        ps = program_stack(frames_obj, prog, frame_round=16)
+        got = {n: (u.depth, u.verifier_depth) for n, u in ps.uses.items()}
+        assert (got, ps.total, ps.chain) == (frames, total, chain), name
+        assert stack_problems(frames_obj, prog, frame_round=16) == [], name
+
+
+def test_frames_match_the_verifier(frames_obj: EbpfObject) -> None:
+    if os.geteuid() != 0:
+        ok, why = kernel.bpf_available()
+        if not ok:
+            pytest.skip(f"cannot load programs: {why}")
+    with load_all(frames_obj, loader="native") as loaded:
+        results = {r.program: r for r in loaded.results.values()}
+    for name, (frames, _, _) in FRAMES.items():
+        r = results[name]
+        assert r.loaded, (name, r.error)
+        assert r.stack_depth == tuple(v for _, v in frames.values()), name

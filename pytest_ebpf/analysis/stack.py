@@ -25,7 +25,18 @@ without loading anything:
 
 Callbacks (a function whose address is loaded with ``ld_imm64``, e.g. for ``bpf_loop``) count as
 frames called from the function that loads their address, as the verifier counts synchronous
-callbacks.
+callbacks; asynchronous ones (``bpf_timer_set_callback``, ``bpf_wq_set_callback``) are roots of
+their own chains, as ``check_max_stack_depth`` walks them. An inlined ``bpf_loop`` (5.19+) adds
+24 bytes to its caller's "stack depth" figure after the checks (:attr:`FrameUse.loop_inline`;
+:mod:`pytest_ebpf.analysis.callbacks`).
+
+Stack pointers with a variable offset: a scalar with known bounds (constants, ``&`` with a
+non-negative mask, u8/u16 loads, ``+``/``-``/``>>`` of those, two constants met at a join)
+added to a stack pointer counts its lowest bound, the deepest byte the verifier allows it to
+reach (``r2 = (x & 8) - 16; r2 += r10`` reaches r10 - 16). An index of unknown bounds counts the
+buffer's base (the index taken as >= 0): the kernel refuses unbounded stack offsets, so such a
+program loads only when its bounds come from branches this pass does not follow; a negative
+lower bound reached that way is under-counted (the one unsafe case left).
 
 Register tracking is a single forward pass per function: registers holding ``r10 + const``
 (copies, ``+=``/``-=`` of constants or of registers holding known constants, 8-byte spills and
@@ -38,9 +49,10 @@ virtually always re-derived inside loop bodies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pytest_ebpf.abi import Helper
+from pytest_ebpf.analysis.callbacks import async_callbacks, loop_inline_bytes
 from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.analysis.profiles import PRIV_STACK_MIN_SIZE, KernelProfile
 from pytest_ebpf.obj.isa import Insn, jump_target_of, raw_slots, register_tables
@@ -95,6 +107,14 @@ class FrameUse:
     deepest_at: int | None = None
     """Slot of the (first) instruction touching the deepest byte; None when the function uses
     none."""
+    loop_inline: int = 0
+    """Bytes an inlined ``bpf_loop`` adds after the stack checks (5.19+; 24 or 0)."""
+
+    @property
+    def verifier_depth(self) -> int:
+        """The figure of the verifier's "stack depth" line on 5.19+: :attr:`depth` plus
+        :attr:`loop_inline` (which the combined-stack check does not see)."""
+        return self.depth + self.loop_inline
 
     @property
     def deepest_insn(self) -> Insn | None:
@@ -153,15 +173,20 @@ _LD_IMM64 = 0x18
 _NOT_WIDE, _WIDE_CONST, _WIDE_OTHER = 0, 1, 2
 
 
+_State = tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, tuple[int, int]]]
+
+
 def _merge_into(
-    target: tuple[dict[int, int], dict[int, int], dict[int, int]],
+    target: _State,
     regs: dict[int, int],
     spills: dict[int, int],
     consts: dict[int, int],
+    ranges: dict[int, tuple[int, int]],
 ) -> None:
     """Merge a state into a pending one: stack pointers and spills keep the deepest offset seen
-    on any path (may), constants must agree (must)."""
-    t_regs, t_spills, t_consts = target
+    on any path (may); a scalar known on both paths keeps its constant when they agree, else
+    the range covering both (must)."""
+    t_regs, t_spills, t_consts, t_ranges = target
     for r, v in regs.items():
         old = t_regs.get(r)
         if old is None or v < old:
@@ -170,8 +195,32 @@ def _merge_into(
         old = t_spills.get(s)
         if old is None or v < old:
             t_spills[s] = v
-    for r in [r for r, v in t_consts.items() if consts.get(r) != v]:
-        del t_consts[r]
+    for r in set(t_consts) | set(t_ranges):
+        mine = (t_consts[r], t_consts[r]) if r in t_consts else t_ranges[r]
+        theirs = (consts[r], consts[r]) if r in consts else ranges.get(r)
+        if r in t_consts and consts.get(r) == t_consts[r]:
+            continue
+        t_consts.pop(r, None)
+        t_ranges.pop(r, None)
+        if theirs is not None:
+            t_ranges[r] = (min(mine[0], theirs[0]), max(mine[1], theirs[1]))
+
+
+def _bounds(consts: dict[int, int], ranges: dict[int, tuple[int, int]],
+            r: int) -> tuple[int, int] | None:
+    if r in consts:
+        return consts[r], consts[r]
+    return ranges.get(r)
+
+
+def _and(consts: dict[int, int], ranges: dict[int, tuple[int, int]], dst: int,
+         mask: int) -> None:
+    """``dst &= mask`` (mask >= 0): a constant stays one, anything else is within [0, mask]."""
+    if dst in consts:
+        consts[dst] &= mask
+        return
+    lo, hi = ranges.get(dst, (-1, 0))
+    ranges[dst] = (0, min(hi, mask) if lo >= 0 else mask)
 
 
 def function_stack(fn: Function) -> FrameUse:
@@ -181,7 +230,8 @@ def function_stack(fn: Function) -> FrameUse:
     regs: dict[int, int] = {10: 0}  # register -> offset from r10 (a stack pointer)
     spills: dict[int, int] = {}  # stack offset -> stack pointer offset spilled there
     consts: dict[int, int] = {}  # register -> known 64-bit constant (scalar)
-    pending: dict[int, tuple[dict[int, int], dict[int, int], dict[int, int]]] = {}
+    ranges: dict[int, tuple[int, int]] = {}  # register -> bounds of a non-constant scalar
+    pending: dict[int, _State] = {}
     deepest = 0  # most negative offset touched
     deepest_at = -1  # slot of the (first) instruction touching it
     live = True  # False after exit / unconditional jump until a jump target
@@ -200,12 +250,12 @@ def function_stack(fn: Function) -> FrameUse:
             incoming = pending.pop(idx, None)
             if incoming is not None:
                 if live:
-                    _merge_into(incoming, regs, spills, consts)
-                regs, spills, consts = incoming
+                    _merge_into(incoming, regs, spills, consts, ranges)
+                regs, spills, consts, ranges = incoming
                 regs[10] = 0
                 live = True
         if not live:
-            regs, spills, consts = {10: 0}, {}, {}
+            regs, spills, consts, ranges = {10: 0}, {}, {}, {}
             live = True
         cls = op & 0x07
         if cls == 7:  # alu64
@@ -214,6 +264,7 @@ def function_stack(fn: Function) -> FrameUse:
             if op & 0x08:  # register source
                 src = src_of[rb]
                 if code == 0xB0 and off == 0:  # mov
+                    ranges.pop(dst, None)
                     if src in regs:
                         regs[dst] = regs[src]
                         consts.pop(dst, None)
@@ -223,6 +274,8 @@ def function_stack(fn: Function) -> FrameUse:
                             consts[dst] = consts[src]
                         else:
                             consts.pop(dst, None)
+                            if src in ranges:
+                                ranges[dst] = ranges[src]
                     continue
                 if code == 0x00:  # add
                     if dst in regs and src in consts:
@@ -235,8 +288,26 @@ def function_stack(fn: Function) -> FrameUse:
                         consts[dst] = consts[dst] + consts[src]
                         regs.pop(dst, None)
                         continue
+                    # a bounded variable offset: the deepest byte it may reach
+                    if dst in regs and src in ranges:
+                        regs[dst] += ranges[src][0]
+                        continue
+                    if src in regs and dst in ranges:
+                        regs[dst] = regs[src] + ranges.pop(dst)[0]
+                        continue
+                    a, b = _bounds(consts, ranges, dst), _bounds(consts, ranges, src)
+                    if a is not None and b is not None:
+                        consts.pop(dst, None)
+                        ranges[dst] = (a[0] + b[0], a[1] + b[1])
+                        continue
                 elif code == 0x10 and dst in regs and src in consts:  # sub
                     regs[dst] -= consts[src]
+                    continue
+                elif code == 0x10 and dst in regs and src in ranges:
+                    regs[dst] -= ranges[src][1]
+                    continue
+                elif code == 0x50 and consts.get(src, -1) >= 0 and dst not in regs:  # and
+                    _and(consts, ranges, dst, consts[src])
                     continue
                 if code in (0x00, 0x10) and dst in regs:
                     # A variable offset (an index into a stack buffer): count the buffer's base,
@@ -252,6 +323,10 @@ def function_stack(fn: Function) -> FrameUse:
                     if dst in consts:
                         consts[dst] += imm
                         continue
+                    if dst in ranges:
+                        lo, hi = ranges[dst]
+                        ranges[dst] = (lo + imm, hi + imm)
+                        continue
                 elif code == 0x10:
                     if dst in regs:
                         regs[dst] -= imm
@@ -259,13 +334,26 @@ def function_stack(fn: Function) -> FrameUse:
                     if dst in consts:
                         consts[dst] -= imm
                         continue
+                    if dst in ranges:
+                        lo, hi = ranges[dst]
+                        ranges[dst] = (lo - imm, hi - imm)
+                        continue
                 elif code == 0xB0 and off == 0:
                     regs.pop(dst, None)
+                    ranges.pop(dst, None)
                     consts[dst] = imm
+                    continue
+                elif code == 0x50 and imm >= 0 and dst not in regs:  # and: [0, imm]
+                    _and(consts, ranges, dst, imm)
+                    continue
+                elif code == 0x70 and dst in ranges and ranges[dst][0] >= 0:  # rsh
+                    lo, hi = ranges[dst]
+                    ranges[dst] = (lo >> (imm & 63), hi >> (imm & 63))
                     continue
             if dst != 10:
                 regs.pop(dst, None)
             consts.pop(dst, None)
+            ranges.pop(dst, None)
             continue
         if cls == 3:  # stx (memory and atomics)
             base = dst_of[rb]
@@ -280,10 +368,10 @@ def function_stack(fn: Function) -> FrameUse:
                     elif spills:
                         spills.pop(addr, None)
             if (op & 0xE0) == 0xC0:  # atomics may write src (fetch) and r0 (cmpxchg)
-                regs.pop(src_of[rb], None)
-                consts.pop(src_of[rb], None)
-                regs.pop(0, None)
-                consts.pop(0, None)
+                for r in (src_of[rb], 0):
+                    regs.pop(r, None)
+                    consts.pop(r, None)
+                    ranges.pop(r, None)
             continue
         if cls == 1:  # ldx
             base = src_of[rb]
@@ -301,6 +389,9 @@ def function_stack(fn: Function) -> FrameUse:
                 else:
                     regs[dst] = loaded
             consts.pop(dst, None)
+            ranges.pop(dst, None)
+            if loaded is None and (op & 0xE0) == 0x60 and (op & 0x18) in (0x08, 0x10):
+                ranges[dst] = (0, 0xFF if (op & 0x18) == 0x10 else 0xFFFF)  # u8 / u16 loads
             continue
         if cls == 2:  # st (immediate store)
             base = dst_of[rb]
@@ -321,6 +412,7 @@ def function_stack(fn: Function) -> FrameUse:
                 for r in _CALLER_SAVED:
                     regs.pop(r, None)
                     consts.pop(r, None)
+                    ranges.pop(r, None)
                 continue
             if cls == 5 and code == 0x90:  # exit
                 live = False
@@ -329,9 +421,9 @@ def function_stack(fn: Function) -> FrameUse:
             if target is not None and idx < target < end:
                 slot = pending.get(target)
                 if slot is None:
-                    pending[target] = (dict(regs), dict(spills), dict(consts))
+                    pending[target] = (dict(regs), dict(spills), dict(consts), dict(ranges))
                 else:
-                    _merge_into(slot, regs, spills, consts)
+                    _merge_into(slot, regs, spills, consts, ranges)
             if (code == 0x00 and (cls == 6 or not op & 0x08)) or (cls == 5 and op == 0x0D):
                 live = False  # ja / gotol / gotox: nothing falls through
             continue
@@ -340,16 +432,23 @@ def function_stack(fn: Function) -> FrameUse:
             if dst != 10:
                 regs.pop(dst, None)
             consts.pop(dst, None)
+            ranges.pop(dst, None)
+            if op == 0x54 and imm >= 0:  # w &= imm: [0, imm]
+                ranges[dst] = (0, imm)
+            elif op == 0xB4:  # w = imm (zero-extended)
+                consts[dst] = imm & 0xFFFFFFFF
             continue
         # cls 0: ld_imm64 / legacy packet loads
         if (op & 0xE0) in (0x20, 0x40):  # ld_abs / ld_ind clobber r0-r5
             for r in _CALLER_SAVED:
                 regs.pop(r, None)
                 consts.pop(r, None)
+                ranges.pop(r, None)
         else:
             dst = dst_of[rb]
             regs.pop(dst, None)
             consts.pop(dst, None)
+            ranges.pop(dst, None)
             if op == _LD_IMM64:
                 wide = _WIDE_CONST if src_of[rb] == 0 else _WIDE_OTHER
                 wide_dst, wide_low = dst, imm
@@ -362,9 +461,11 @@ def function_stack(fn: Function) -> FrameUse:
 # ---------------------------------------------------------------------------------------------
 
 
-def call_graph(obj: EbpfObject, prog: Program) -> dict[tuple[str, str], list[Function]]:
+def call_graph(obj: EbpfObject, prog: Program, roots: frozenset[tuple[str, str]] = frozenset()
+               ) -> dict[tuple[str, str], list[Function]]:
     """Function key -> the functions it calls (BPF-to-BPF calls and callbacks whose address it
-    loads), in instruction order without duplicates, for every function *prog* reaches."""
+    loads), in instruction order without duplicates, for every function *prog* reaches.
+    Callbacks in *roots* (asynchronous ones) count only where they are called directly."""
     index = prog.index
     graph: dict[tuple[str, str], list[Function]] = {}
     for fn in prog.functions:
@@ -375,7 +476,7 @@ def call_graph(obj: EbpfObject, prog: Program) -> dict[tuple[str, str], list[Fun
                 events.append((call.insn.index, callee))
         for ref in fn.refs:
             callee = index.pointed_to(ref)
-            if callee is not None:
+            if callee is not None and callee.key not in roots:
                 events.append((ref.insn_index, callee))
         if len(events) < 2:
             graph[fn.key] = [callee for _, callee in events]
@@ -424,8 +525,13 @@ def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32,
     edges of a recursive call graph are ignored for the chains and reported in
     :attr:`ProgramStack.recursion`.
     """
-    graph = call_graph(obj, prog)
-    uses: dict[_Key, FrameUse] = {fn.key: function_stack(fn) for fn in prog.functions}
+    async_roots = async_callbacks(prog)
+    graph = call_graph(obj, prog, async_roots)
+    uses: dict[_Key, FrameUse] = {}
+    for fn in prog.functions:
+        use = function_stack(fn)
+        extra = loop_inline_bytes(prog, fn)
+        uses[fn.key] = replace(use, loop_inline=extra) if extra else use
     names: dict[_Key, str] = {fn.key: fn.name for fn in prog.functions}
     rounded = {k: round_frame(u.depth, frame_round) for k, u in uses.items()}
     private = {k for k, r in rounded.items() if private_min is not None and r >= private_min}
@@ -433,14 +539,25 @@ def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32,
         rounded[k] = 0
     entry = prog.entry.key
 
-    # Iterative DFS from the entry: post-order (for chains below each node) and back edges.
+    # Iterative DFS from the entry and each asynchronous callback (the verifier's roots):
+    # post-order (for chains below each node) and back edges.
     order: list[_Key] = []
-    state: dict[_Key, int] = {entry: 1}  # 1 on the DFS stack, 2 done
-    stack: list[tuple[_Key, int]] = [(entry, 0)]
-    path: list[_Key] = [entry]
+    state: dict[_Key, int] = {}  # 1 on the DFS stack, 2 done
+    stack: list[tuple[_Key, int]] = []
+    path: list[_Key] = []
     back_edges: set[tuple[_Key, _Key]] = set()
     recursion: tuple[str, ...] = ()
-    while stack:
+    roots = [entry, *sorted(k for k in async_roots if k in uses and k != entry)]
+    pending_roots = list(reversed(roots))
+    while stack or pending_roots:
+        if not stack:
+            root = pending_roots.pop()
+            if root in state:
+                continue
+            state[root] = 1
+            stack.append((root, 0))
+            path.append(root)
+            continue
         key, i = stack[-1]
         callees = graph.get(key, [])
         if i < len(callees):
@@ -486,16 +603,20 @@ def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32,
         longest[key] = 1 + n
         longest_next[key] = nn
 
-    def follow(nxt: dict[_Key, _Key | None]) -> list[_Key]:
-        out = [entry]
-        cur = nxt.get(entry)
+    # The deepest (and longest) chain of any root: the entry's unless a callback's is deeper.
+    top = max(roots, key=lambda k: (best.get(k, -1), k == entry))
+    top_long = max(roots, key=lambda k: (longest.get(k, -1), k == entry))
+
+    def follow(nxt: dict[_Key, _Key | None], start: _Key) -> list[_Key]:
+        out = [start]
+        cur = nxt.get(start)
         while cur is not None:
             out.append(cur)
             cur = nxt.get(cur)
         return out
 
-    chain_keys = follow(best_next)
-    longest_keys = follow(longest_next)
+    chain_keys = follow(best_next, top)
+    longest_keys = follow(longest_next, top_long)
 
     # Largest combined depth above each node (reverse post-order = topological order).
     above: dict[_Key, int] = {entry: 0}
@@ -531,8 +652,8 @@ def program_stack(obj: EbpfObject, prog: Program, frame_round: int = 32,
         frames={fn.name: uses[fn.key].depth for fn in prog.functions},
         chain=tuple(names[k] for k in chain_keys),
         chain_frames=tuple(uses[k].depth for k in chain_keys),
-        total=best[entry],
-        max_frames=longest[entry],
+        total=best[top],
+        max_frames=longest[top_long],
         tail_call_depth=tail_depth,
         recursion=recursion,
         deepest=deepest,
