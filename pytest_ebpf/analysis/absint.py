@@ -50,6 +50,7 @@ from pytest_ebpf.analysis.absint_domain import (
 from pytest_ebpf.analysis.absint_machine import Found, Machine, Stop, return_range
 from pytest_ebpf.analysis.absint_report import Problem, finding
 from pytest_ebpf.analysis.findings import Finding
+from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.obj.isa import Insn
 from pytest_ebpf.obj.model import EbpfObject, Program
 
@@ -98,7 +99,7 @@ def _nonnull(v: Ptr) -> bool:
     return v.kind in ("map_value", "map_ptr")
 
 
-class _GiveUp(Exception):
+class _GiveUp(EbpfError):
     pass
 
 

@@ -17,6 +17,7 @@ from pytest_ebpf.analysis.absint_domain import (
     unknown,
 )
 from pytest_ebpf.analysis.absint_report import Problem
+from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.obj.isa import Insn
 from pytest_ebpf.obj.model import EbpfObject, Program
 
@@ -64,11 +65,11 @@ def return_range(prog: Program) -> tuple[int, int, int, int] | None:
     # fentry/fexit ([0, 0], but not checked against a kernel: trampolines are not everywhere)
     return None
 
-class Stop(Exception):
+class Stop(EbpfError):
     """The path ends here: the program exits, or the model is unsure (silent)."""
 
 
-class Found(Exception):
+class Found(EbpfError):
     """A refusal the kernel would print (the path ends)."""
 
     def __init__(self, problem: Problem) -> None:
