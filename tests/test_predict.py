@@ -16,7 +16,6 @@ from typing import Callable
 
 import pytest
 
-from pytest_ebpf.analysis.flow import layout
 from pytest_ebpf.analysis.profiles import host_profile, named_profile
 from pytest_ebpf.analysis.rules import judge, rule
 from pytest_ebpf.kernel import bpf as kernel
@@ -163,7 +162,7 @@ def test_findings_carry_where_and_how(pred_objects: dict[str, EbpfObject]) -> No
 
 def test_the_kernel_indices_follow_the_loaders_layout(pred_objects: dict[str, EbpfObject]) -> None:
     prog = pred_objects["pred_registers"].program("ok_void_subprog")
-    assert [f.name for f in layout(prog)] == ["ok_void_subprog", "leaf"]
+    assert [f.name for f in prog.load_order] == ["ok_void_subprog", "leaf"]
 
 
 @needs_root

@@ -45,7 +45,6 @@ __all__ = [
     "ProgramFlow",
     "control_flow_findings",
     "encoding_findings",
-    "layout",
     "register_findings",
     "stack_access_findings",
 ]
@@ -72,32 +71,6 @@ _KNOWN: frozenset[int] = frozenset(
 _SOMETIMES: frozenset[int] = frozenset(
     {0x81, 0x89, 0x91, 0x06, 0xE5, 0x0D, 0x8D, 0xCB, 0xD3})  # 0x8d callx: the calls rule
 _SIZES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
-
-
-def layout(prog: Program) -> list[Function]:
-    """The order a loader appends *prog*'s functions in (the entry first, then each function the
-    first time a call or a function pointer refers to it, in instruction order): the kernel's
-    instruction indices follow it."""
-    order = [prog.entry]
-    seen = {prog.entry.key}
-    i = 0
-    while i < len(order):
-        f = order[i]
-        i += 1
-        targets: list[tuple[int, Function]] = []
-        for call in f.calls:
-            callee = prog.index.callee(call)
-            if callee is not None:
-                targets.append((call.insn.index, callee))
-        for ref in f.refs:
-            callee = prog.index.pointed_to(ref)
-            if callee is not None:
-                targets.append((ref.insn_index, callee))
-        for _, callee in sorted(targets, key=lambda t: t[0]):
-            if callee.key not in seen:
-                seen.add(callee.key)
-                order.append(callee)
-    return order
 
 
 @dataclass(frozen=True)
@@ -235,7 +208,7 @@ class ProgramFlow:
         self.prog = prog
         self.functions: list[FunctionFlow] = []
         start = 0
-        for fn in layout(prog):
+        for fn in prog.load_order:
             self.functions.append(self._function(fn, start))
             start += fn.slots
         self.length = start

@@ -41,7 +41,7 @@ from pytest_ebpf.obj.elf import ElfImage
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
 
 __all__ = ["BUILTIN_FUNCTIONS", "CoreInputs", "Extras", "LinkError", "LinkedProgram",
-           "extras_from_image", "fix_btf", "layout", "link_program", "read_extras"]
+           "extras_from_image", "fix_btf", "link_program", "read_extras"]
 
 _INSN = 8
 
@@ -164,43 +164,17 @@ def _encode(func: Function) -> list[list[int]]:
     return slots
 
 
-def layout(prog: Program) -> list[Function]:
-    """The order functions are appended in, as libbpf does it: the entry, then each function
-    the first time a call or function pointer refers to it, scanning the growing stream in
-    instruction order (so ``stack depth`` figures list functions in the same order)."""
-    order = [prog.entry]
-    seen = {prog.entry.key}
-    i = 0
-    while i < len(order):
-        f = order[i]
-        i += 1
-        targets: list[tuple[int, Function]] = []
-        for call in f.calls:
-            callee = prog.index.callee(call)
-            if callee is not None:
-                targets.append((call.insn.index, callee))
-        for ref in f.refs:
-            callee = prog.index.pointed_to(ref)
-            if callee is not None:
-                targets.append((ref.insn_index, callee))
-        for _, callee in sorted(targets, key=lambda t: t[0]):
-            if callee.key not in seen:
-                seen.add(callee.key)
-                order.append(callee)
-    return order
-
-
 def link_program(prog: Program, extras: Extras | None = None,
                  kconfig: Mapping[str, KconfigVar] | None = None,
                  core: CoreInputs | None = None) -> LinkedProgram:
-    """Lay out *prog*'s functions (:func:`layout`) and resolve calls and function pointers;
-    raises :class:`LinkError` for what cannot be loaded (undefined calls, kfuncs the kernel
-    lacks, ksym variables...). *kconfig*: where each ``.kconfig`` extern sits in its map
+    """Lay out *prog*'s functions (:attr:`Program.load_order`) and resolve calls and function
+    pointers; raises :class:`LinkError` for what cannot be loaded (undefined calls, kfuncs the
+    kernel lacks, ksym variables...). *kconfig*: where each ``.kconfig`` extern sits in its map
     (:func:`~pytest_ebpf.kernel.kconfig.kconfig_layout`). *core*: the object's BTF and CO-RE
     relocations, applied against the kernel's BTF (:mod:`pytest_ebpf.kernel.core`)."""
     starts: dict[tuple[str, str], int] = {}
     slots: list[list[int]] = []
-    functions = layout(prog)
+    functions = list(prog.load_order)
     for f in functions:
         starts[f.key] = len(slots)
         slots.extend(_encode(f))

@@ -250,6 +250,33 @@ class Program:
         """The program's functions, for resolving its calls and function pointers."""
         return FunctionIndex(self.functions)
 
+    @cached_property
+    def load_order(self) -> tuple[Function, ...]:
+        """The order a loader appends the functions in, as libbpf and aya-obj do: the entry,
+        then each function the first time a call or a function pointer refers to it, scanning
+        the growing stream in instruction order. The kernel's instruction indices (and the
+        verifier's ``stack depth`` figures) follow it."""
+        order = [self.entry]
+        seen = {self.entry.key}
+        i = 0
+        while i < len(order):
+            f = order[i]
+            i += 1
+            targets: list[tuple[int, Function]] = []
+            for call in f.calls:
+                callee = self.index.callee(call)
+                if callee is not None:
+                    targets.append((call.insn.index, callee))
+            for ref in f.refs:
+                callee = self.index.pointed_to(ref)
+                if callee is not None:
+                    targets.append((ref.insn_index, callee))
+            for _, callee in sorted(targets, key=lambda t: t[0]):
+                if callee.key not in seen:
+                    seen.add(callee.key)
+                    order.append(callee)
+        return tuple(order)
+
     @property
     def calls(self) -> tuple[CallSite, ...]:
         """Every call made by the program and the functions it reaches."""
