@@ -28,7 +28,6 @@ CPU (Aya's count).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -38,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kernel_run import run_on
 
 from pytest_ebpf.abi import MapType
-from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.obj.load import load_object
 
 pytestmark = pytest.mark.slow
@@ -182,29 +181,13 @@ def _argv(c: Corpus) -> list[str]:
 
 @pytest.fixture(scope="module")
 def host_run(corpus: Corpus) -> Run:
-    proc = subprocess.run(_argv(corpus), cwd=ROOT, capture_output=True, text=True, check=False,
-                          timeout=VM_TIMEOUT)
-    if proc.returncode != 0:
-        pytest.fail(f"verdicts.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}",
-                    pytrace=False)
-    return _parse("host", proc.stdout)
+    return _parse("host", run_on("host", _argv(corpus), ROOT, VM_TIMEOUT)[1])
 
 
 @pytest.fixture(scope="module")
 def vm_run(corpus: Corpus) -> Run:
     """The same run inside a VM of Debian's 6.12 kernel: booted once for the module."""
-    from pytest_ebpf.vm.qemu import run_command
-
-    try:
-        run, text = run_command(VM_KERNEL, _argv(corpus), cwd=str(ROOT), env=dict(os.environ),
-                                timeout=VM_TIMEOUT)
-    except EbpfError as exc:  # qemu, busybox or the kernel image missing
-        pytest.fail(f"kernel {VM_KERNEL}: {exc}", pytrace=False)
-    if run.error is not None or run.rc != 0:
-        console = "\n".join(run.console_tail)
-        pytest.fail(f"kernel {VM_KERNEL}: {run.error or f'the job exited with {run.rc}'}\n"
-                    f"output:\n{text[-4000:]}\nconsole:\n{console}", pytrace=False)
-    return _parse(VM_KERNEL, text)
+    return _parse(VM_KERNEL, run_on(VM_KERNEL, _argv(corpus), ROOT, VM_TIMEOUT)[1])
 
 
 # --- what the corpus covers -----------------------------------------------------------------------

@@ -29,10 +29,8 @@ once for all the objects.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -40,10 +38,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from kernel_run import run_on
 
 from pytest_ebpf.analysis.profiles import KernelProfile, host_profile, named_profile
 from pytest_ebpf.analysis.rules import judge
-from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.obj.load import load_object
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,36 +142,12 @@ def objects(compile_c: CompileC) -> dict[str, Path]:
     return {c.name: compile_c((C_DIR / c.source).read_text(), c.name, *c.flags) for c in CASES}
 
 
-def _run(kernel: str, argv: list[str]) -> tuple[str, str]:
-    """*argv* run as root on *kernel*: its release and output. A VM that cannot start or
-    finish fails the test with the product's message."""
-    if kernel == "host":
-        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False,
-                              timeout=VM_TIMEOUT)
-        if proc.returncode != 0:
-            pytest.fail(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}",
-                        pytrace=False)
-        return platform.release(), proc.stdout
-    from pytest_ebpf.vm.qemu import run_command
-
-    try:
-        run, text = run_command(kernel, argv, cwd=str(ROOT), env=dict(os.environ),
-                                timeout=VM_TIMEOUT)
-    except EbpfError as exc:  # qemu, busybox or the kernel image missing
-        pytest.fail(f"kernel {kernel}: {exc}", pytrace=False)
-    if run.error is not None or run.rc != 0:
-        console = "\n".join(run.console_tail)
-        pytest.fail(f"kernel {kernel}: {run.error or f'the job exited with {run.rc}'}\n"
-                    f"output:\n{text[-4000:]}\nconsole:\n{console}", pytrace=False)
-    return run.release, text
-
-
 def _kernel_run(kernel: str, objects: dict[str, Path]) -> KernelRun:
     """Boot *kernel* once (the host: none) and verify every object there."""
     cases = _cases(kernel)
     start = time.monotonic()
-    release, text = _run(kernel, [sys.executable, str(VM_VERIFY),
-                                  *(str(objects[c.name]) for c in cases)])
+    release, text = run_on(kernel, [sys.executable, str(VM_VERIFY),
+                                    *(str(objects[c.name]) for c in cases)], ROOT, VM_TIMEOUT)
     seconds = time.monotonic() - start
     by_path = {}
     for line in text.splitlines():
