@@ -266,7 +266,7 @@ class Settings:
             if name == "vm" and self.kernels:
                 lines.append(f"  vm: {res.value} (from {res.source})")
                 lines += [f"    {k}: runs in a VM" if k in self.vms else
-                          f"    {k}: profile only{_no_vm_why(k, res.value)}"
+                          f"    {k}: profile only{_no_vm_why(res.value)}"
                           for k in (p.name for p in self.kernels) if k != "host"]
                 continue
             if name == "budget":
@@ -429,7 +429,7 @@ def _vms(kernels: tuple[KernelProfile, ...], mode: str) -> tuple[str, ...]:
     return tuple(p.name for p in kernels if p.name in KNOWN)
 
 
-def _no_vm_why(name: str, mode: str | None) -> str:
+def _no_vm_why(mode: str | None) -> str:
     from pytest_ebpf.vm.images import KNOWN
 
     if mode == "no":
