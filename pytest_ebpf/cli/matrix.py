@@ -23,7 +23,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
-from pytest_ebpf.cli.verify import run_verify
+from pytest_ebpf.cli.verify import run_verify, verdict_word
 
 PARALLEL_VMS = 2
 
@@ -60,12 +60,9 @@ def _vm(name: str, path: str, loader: str, optional: bool, timeout: float) -> di
 
 
 def _cell(p: dict[str, Any]) -> str:
-    if p["loaded"]:
-        verdict = "loaded"
-    elif p.get("cause") == "optional":
-        return "skipped (?)"
-    else:
-        verdict = "REJECTED" if p.get("cause") == "verifier" else "NOT LOADED"
+    verdict = verdict_word(p["loaded"], p.get("cause"))
+    if verdict == "skipped (?)":
+        return verdict
     figures = []
     if p.get("processed_insns") is not None:
         figures.append(f"{p['processed_insns']} insns")

@@ -25,7 +25,7 @@ from pytest_ebpf.errors import EbpfError, ObjectError
 from pytest_ebpf.kernel.loader import LoadResult, load_all, load_program, nearest
 from pytest_ebpf.kernel.pins import Terminated, install_signal_cleanup, remove_stale_pin_dirs
 
-__all__ = ["run_verify"]
+__all__ = ["run_verify", "verdict_word"]
 
 
 def _depth(result: LoadResult) -> str:
@@ -47,12 +47,18 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
         out.write("  ".join(cells).rstrip() + "\n")
 
 
-def _verdict(result: LoadResult) -> str:
-    if result.loaded:
+def verdict_word(loaded: bool, cause: str | None) -> str:
+    """``loaded``, ``skipped (?)``, ``REJECTED`` (by the verifier) or ``NOT LOADED`` (before
+    it: a permission, a missing target...), as the table and the logs' headers say it."""
+    if loaded:
         return "loaded"
-    if result.cause == "optional":
+    if cause == "optional":
         return "skipped (?)"
-    return "REJECTED" if (result.cause or "verifier") == "verifier" else "NOT LOADED"
+    return "REJECTED" if (cause or "verifier") == "verifier" else "NOT LOADED"
+
+
+def _verdict(result: LoadResult) -> str:
+    return verdict_word(result.loaded, result.cause)
 
 
 def _write_logs(results: list[LoadResult], out: TextIO) -> None:
