@@ -255,3 +255,20 @@ def test_verify_names_unknown_kernels() -> None:
     assert bad.returncode == 2
     assert bad.stderr.strip() == ("error: --kernel 5.10,host: no VM image for 5.10; fix: name "
                                   "host and/or 6.1, 6.12")
+
+
+def test_verify_names_a_kernel_that_gave_no_verdicts(compile_c: CompileC,
+                                                     tmp_path: Path) -> None:
+    obj = compile_c((C_DIR / "prof_stack.c").read_text(), "prof_stack")
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "busybox").symlink_to("/bin/busybox")  # everything the VMs need but qemu
+    proc = subprocess.run([sys.executable, "-m", "pytest_ebpf.cli.main", "verify", str(obj),
+                           "--kernel", "6.12,host"], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "PATH": str(bare)})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1].split() == ["program", "6.12", "host"]
+    assert ("6.12: no verdicts: qemu-system-x86_64 is not on PATH, and kernels other than the "
+            "host run in qemu VMs; fix: apt-get install qemu-system-x86") in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr

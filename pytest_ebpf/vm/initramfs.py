@@ -34,6 +34,11 @@ NEWC_FIELDS = ("ino", "mode", "uid", "gid", "nlink", "mtime", "filesize", "devma
                "devminor", "rdevmajor", "rdevminor", "namesize", "check")
 
 
+WITHOUT_VMS = ("name only host (in pytest, --ebpf-vm=no judges the other kernels by their "
+               "profiles only)")
+"""The way out without VMs, for the command (``verify --kernel``) and the plugin alike."""
+
+
 class InitramfsError(EbpfError):
     """A part of the guest's initramfs is missing or unusable (names the part and the fix)."""
 
@@ -91,9 +96,9 @@ def find_busybox() -> Path:
                 return path
             raise InitramfsError(f"{path} is dynamically linked and cannot run in the VM's "
                                  "initramfs; fix: install busybox-static (apt-get install "
-                                 "busybox-static), or --ebpf-vm=no")
+                                 f"busybox-static), or {WITHOUT_VMS}")
     raise InitramfsError("busybox is not installed, and the VMs need it to start; fix: apt-get "
-                         "install busybox-static, or --ebpf-vm=no")
+                         f"install busybox-static, or {WITHOUT_VMS}")
 
 
 def init_script(modules: list[str]) -> str:

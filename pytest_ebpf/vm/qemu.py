@@ -27,7 +27,13 @@ from pathlib import Path
 from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.vm.guest import output, write_job
 from pytest_ebpf.vm.images import KernelImage, fetch
-from pytest_ebpf.vm.initramfs import JOB_TAG, ROOT_TAG, build_initramfs, find_busybox
+from pytest_ebpf.vm.initramfs import (
+    JOB_TAG,
+    ROOT_TAG,
+    WITHOUT_VMS,
+    build_initramfs,
+    find_busybox,
+)
 
 QEMU = "qemu-system-x86_64"
 MEMORY_MB = 2048
@@ -61,10 +67,9 @@ class VmRun:
 def find_qemu() -> str:
     found = shutil.which(QEMU)
     if found is None:
-        raise VmError(f"{QEMU} is not on PATH, and the kernels named in --ebpf-kernel run in "
-                      "qemu VMs; fix: apt-get install qemu-system-x86 (dnf install "
-                      "qemu-system-x86-core), or --ebpf-vm=no to judge them by their profiles "
-                      "only")
+        raise VmError(f"{QEMU} is not on PATH, and kernels other than the host run in qemu "
+                      "VMs; fix: apt-get install qemu-system-x86 (dnf install "
+                      f"qemu-system-x86-core), or {WITHOUT_VMS}")
     return found
 
 
