@@ -17,6 +17,11 @@ lookup result, linked scalars) and reports, in the kernel's words:
 * stores into read-only map memory (``write into map forbidden``): ``.rodata`` globals and maps
   created with ``BPF_F_RDONLY_PROG``; globals are ``map_value`` pointers from their ``ld_imm64``
   (the section's one-entry array map), so their bounds are checked too;
+* loads from write-only map memory (``read from map forbidden``): maps created with
+  ``BPF_F_WRONLY_PROG``; and the same two rules where a helper reads or writes map memory
+  through an argument (a key or value of ``bpf_map_{lookup,update,delete}_elem``, the buffer
+  ``bpf_skb_load_bytes`` or ``bpf_get_current_comm`` fill), and ``bpf_map_update_elem`` /
+  ``bpf_map_delete_elem`` on a ``BPF_F_RDONLY_PROG`` map (``write into map forbidden``);
 * constant return values outside the program type's range at the entry function's exit
   (``check_return_code``: cgroup programs, sock_ops, sk_lookup), only where every kernel from
   5.10 on refuses them.
@@ -47,7 +52,14 @@ from pytest_ebpf.analysis.absint_domain import (
     shift_linked,
     unknown,
 )
-from pytest_ebpf.analysis.absint_machine import Found, Machine, Stop, return_range
+from pytest_ebpf.analysis.absint_machine import (
+    F_RDONLY_PROG,
+    F_WRONLY_PROG,
+    Found,
+    Machine,
+    Stop,
+    return_range,
+)
 from pytest_ebpf.analysis.absint_report import Problem, finding
 from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.errors import EbpfError
@@ -65,7 +77,6 @@ _PKT_PROGS = frozenset({"xdp", "sched_cls", "sched_act"})
 _HASH_MAPS = frozenset({"hash", "lru_hash", "percpu_hash", "lru_percpu_hash"})
 _ARRAY_MAPS = frozenset({"array", "percpu_array"})
 _LOOKUP = 1
-_F_RDONLY_PROG = 1 << 7
 # Helpers the kernel types RET_INTEGER without narrowing the result (do_refine_retval_range).
 _INT_HELPERS = frozenset({2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 23, 25, 26, 28, 34,
                           44, 51, 65, 112, 113, 125, 130})
@@ -263,6 +274,7 @@ class _Interp(Machine):
 
     def helper(self, insn: Insn, st: State) -> None:
         hid = insn.imm
+        self.helper_args(insn, st, self.maps)
         ret: Value = OPAQUE
         if hid == _LOOKUP:
             m = st.regs[1]
@@ -272,7 +284,8 @@ class _Interp(Machine):
                     (mdef.type in _HASH_MAPS or mdef.type in _ARRAY_MAPS):
                 ret = Ptr("map_value_or_null", id=self.new_id(), value_size=mdef.value_size,
                           map_name=mdef.name, maybe_nonnull=mdef.type in _ARRAY_MAPS,
-                          rdonly=bool(mdef.flags & _F_RDONLY_PROG))
+                          rdonly=bool(mdef.flags & F_RDONLY_PROG),
+                          wronly=bool(mdef.flags & F_WRONLY_PROG))
         elif hid in _INT_HELPERS:
             ret = unknown()
         for r in range(1, 6):

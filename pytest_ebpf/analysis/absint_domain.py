@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Literal, Union
 
 __all__ = [
-    "AT_PKT_END", "BEYOND_PKT_END", "OPAQUE", "S64_MAX", "U32_MAX", "U64", "UNINIT", "Opaque",
-    "Ptr", "PtrKind", "Scalar", "State", "Uninit", "Value", "const", "signed", "unknown",
+    "AT_PKT_END", "BEYOND_PKT_END", "OPAQUE", "S64_MAX", "U32_MAX", "U64", "UNINIT", "Misc",
+    "Opaque", "Ptr", "PtrKind", "Scalar", "State", "Uninit", "Value", "const", "signed", "unknown",
 ]
 
 U64 = (1 << 64) - 1
@@ -96,6 +96,9 @@ class Ptr:
     rdonly: bool = False
     """A value of a map the program may only read (``BPF_F_RDONLY_PROG``: ``.rodata`` global
     data, maps declared with that flag): stores are refused, loads may be constants."""
+    wronly: bool = False
+    """A value of a map the program may only write (``BPF_F_WRONLY_PROG``): loads, and helpers
+    reading it (a key or a value argument), are refused."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,15 @@ class Uninit:
     """A register the kernel considers not initialised (after a call, at entry)."""
 
 
+@dataclass(frozen=True)
+class Misc(Opaque):
+    """A stack slot the program wrote other than with one 8-byte spill (the kernel's
+    ``STACK_MISC``): its value is opaque, but the bytes in ``mask`` (bit i: byte ``slot + i``)
+    are initialised, so a helper may read them."""
+
+    mask: int = 0
+
+
 OPAQUE = Opaque()
 UNINIT = Uninit()
 Value = Union[Scalar, Ptr, Opaque, Uninit]
@@ -117,7 +129,8 @@ Value = Union[Scalar, Ptr, Opaque, Uninit]
 @dataclass
 class State:
     """One path's machine state: R0-R10 and the stack slots written (offset -> value; an
-    8-byte spill at an 8-aligned offset keeps the value, anything else is opaque)."""
+    8-byte spill at an 8-aligned offset keeps the value, other stores leave a :class:`Misc`
+    saying which bytes are written, and a helper's writes leave them opaque)."""
 
     regs: list[Value]
     stack: dict[int, Value]

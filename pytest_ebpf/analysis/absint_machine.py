@@ -8,6 +8,8 @@ from dataclasses import replace
 from pytest_ebpf.analysis.absint_domain import (
     OPAQUE,
     S64_MAX,
+    Misc,
+    Opaque,
     Ptr,
     Scalar,
     State,
@@ -19,9 +21,9 @@ from pytest_ebpf.analysis.absint_domain import (
 from pytest_ebpf.analysis.absint_report import Problem
 from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.obj.isa import Insn
-from pytest_ebpf.obj.model import EbpfObject, Program
+from pytest_ebpf.obj.model import EbpfObject, Map, Program
 
-__all__ = ["Found", "Machine", "Stop", "return_range"]
+__all__ = ["F_RDONLY_PROG", "F_WRONLY_PROG", "Found", "Machine", "Stop", "return_range"]
 
 _MAX_VAR_OFF = 1 << 29
 _STACK_SIZE = 512
@@ -42,6 +44,19 @@ _ADDR_RECV = frozenset({"cgroup_udp4_recvmsg", "cgroup_udp6_recvmsg", "cgroup_un
 _ADDR_NAME = frozenset({f"cgroup_{f}_{n}" for f in ("inet4", "inet6", "unix")
                         for n in ("getpeername", "getsockname")})
 _ADDR_BIND = frozenset({"cgroup_inet4_bind", "cgroup_inet6_bind"})
+F_RDONLY_PROG = 1 << 7
+F_WRONLY_PROG = 1 << 8
+_LOOKUP, _UPDATE, _DELETE = 1, 2, 3
+_MAP_HELPERS = frozenset({_LOOKUP, _UPDATE, _DELETE})  # (map, key[, value, flags])
+_MAX_VAR_SIZE = 1 << 29  # BPF_MAX_VAR_SIZ
+_SKB_LOAD_BYTES_PROGS = ("socket_filter", "sched_cls", "sched_act", "cgroup_skb")
+_TRACING_PROGS = ("kprobe", "tracepoint", "raw_tracepoint", "perf_event")
+# helper -> program type -> the register of the memory the helper writes (the size follows it):
+# bpf_skb_load_bytes(skb, off, to, len), bpf_get_current_comm(buf, size)
+_WRITE_HELPERS: dict[int, dict[str, int]] = {
+    26: dict.fromkeys(_SKB_LOAD_BYTES_PROGS, 3),
+    16: dict.fromkeys(_TRACING_PROGS, 1),
+}
 
 
 def return_range(prog: Program) -> tuple[int, int, int, int] | None:
@@ -175,10 +190,9 @@ class Machine:
             if write and base.rdonly:
                 if not isinstance(val, Scalar):
                     raise Stop  # a pointer: "leaks addr into map" first, when unprivileged
-                vs = base.value_size
-                raise self.problem(insn, "map_readonly", (
-                    f"write into map forbidden, value_size={vs} off={off} size={size}",),
-                    off=off, size=size, value_size=vs)
+                raise self.forbidden(insn, base, off, size, write=True)
+            if not write and base.wronly:
+                raise self.forbidden(insn, base, off, size, write=False)
             self.map_value(insn, base, r, off, size)
             if base.rdonly:
                 return OPAQUE  # a frozen map's bytes: the kernel may read the constant
@@ -186,14 +200,29 @@ class Machine:
             raise Stop
         return OPAQUE if write else unknown(8 * size)
 
+    def forbidden(self, insn: Insn, base: Ptr, off: int, size: int, *, write: bool) -> Found:
+        """check_map_access_type: an access the map's ``BPF_F_RDONLY_PROG`` /
+        ``BPF_F_WRONLY_PROG`` capability refuses (*off*: the fixed offset, as the kernel
+        prints it)."""
+        vs = base.value_size
+        what = "write into" if write else "read from"
+        return self.problem(insn, "map_readonly" if write else "map_writeonly", (
+            f"{what} map forbidden, value_size={vs} off={off} size={size}",),
+            off=off, size=size, value_size=vs)
+
     def stack(self, st: State, off: int, size: int, val: Value | None) -> Value:
         if off < -_STACK_SIZE or off + size > 0:
             raise Stop
         if val is None:
             v = st.stack.get(off) if size == 8 and off % 8 == 0 else None
-            return v if v is not None else OPAQUE
+            return v if v is not None and not isinstance(v, Misc) else OPAQUE
         for slot in range(off - off % 8, off + size, 8):
-            st.stack[slot] = OPAQUE
+            prev = st.stack.get(slot)
+            mask = prev.mask if isinstance(prev, Misc) else \
+                0 if prev is None or isinstance(prev, Opaque) else 0xFF
+            for b in range(max(off, slot), min(off + size, slot + 8)):
+                mask |= 1 << (b - slot)
+            st.stack[slot] = Misc(mask)
         if size == 8 and off % 8 == 0:
             st.stack[off] = val
         return OPAQUE
@@ -271,3 +300,61 @@ class Machine:
             value=v, lo=lo, hi=hi)
 
     # -- calls ---------------------------------------------------------------------------------
+
+    def helper_args(self, insn: Insn, st: State, maps: dict[str, Map]) -> None:
+        """The map memory a helper reads or writes through its arguments, against the map's
+        ``BPF_F_RDONLY_PROG`` / ``BPF_F_WRONLY_PROG`` (check_func_arg, check_helper_mem_access,
+        record_func_map). The kernel checks the arguments in order and stops at the first
+        refusal: an argument is judged only when every one before it is known to pass."""
+        hid = insn.imm
+        if hid in _MAP_HELPERS:
+            m = st.regs[1]
+            mdef = maps.get(m.map_name) if isinstance(m, Ptr) and m.kind == "map_ptr" and \
+                m.off == 0 else None
+            if mdef is None or mdef.key_size <= 0 or mdef.value_size <= 0 or \
+                    not self.mem_arg(insn, st, 2, mdef.key_size, write=False):
+                return
+            if hid == _UPDATE and not (self.mem_arg(insn, st, 3, mdef.value_size, write=False)
+                                       and _initialised(st.regs[4])):
+                return
+            if hid != _LOOKUP and mdef.flags & F_RDONLY_PROG:
+                raise self.problem(insn, "map_readonly_update", ("write into map forbidden",),
+                                   helper=hid)
+            return
+        ptr_reg = _WRITE_HELPERS.get(hid, {}).get(self.prog.prog_type)
+        if ptr_reg is None:
+            return
+        if ptr_reg == 3:  # bpf_skb_load_bytes(skb, offset, to, len)
+            ctx = st.regs[1]
+            if not (isinstance(ctx, Ptr) and ctx.kind == "ctx" and ctx.off == 0
+                    and not ctx.vmin and not ctx.vmax and _initialised(st.regs[2])):
+                return
+        size = st.regs[ptr_reg + 1]
+        n = size.const if isinstance(size, Scalar) else None
+        if n is not None and 0 < n < _MAX_VAR_SIZE:
+            self.mem_arg(insn, st, ptr_reg, n, write=True)
+
+    def mem_arg(self, insn: Insn, st: State, r: int, size: int, *, write: bool) -> bool:
+        """Helper argument *r* gives *size* bytes of memory to read or write: refused by the
+        map's flags (raised), known to pass (True), or not judged (False)."""
+        p = st.regs[r]
+        if not isinstance(p, Ptr):
+            return False
+        if p.kind == "map_value":
+            if (p.wronly and not write) or (p.rdonly and write):
+                raise self.forbidden(insn, p, p.off, size, write=write)
+            return p.off + p.vmin >= 0 and p.off + p.vmax + size <= p.value_size and \
+                p.vmax < _MAX_VAR_OFF
+        if p.kind != "stack" or write or p.vmin or p.vmax or p.off < -_STACK_SIZE or \
+                p.off + size > 0:
+            return False
+        for b in range(p.off, p.off + size):
+            slot = b - b % 8
+            v = st.stack.get(slot)
+            if not (isinstance(v, Scalar) or (isinstance(v, Misc) and v.mask >> (b - slot) & 1)):
+                return False
+        return True
+
+
+def _initialised(v: Value) -> bool:
+    return not isinstance(v, Uninit)

@@ -45,6 +45,22 @@ CHECKS: dict[str, tuple[str, str]] = {
                      "put the variable in .data/.bss (in Rust, a `static` without `mut` is "
                      "read-only to the program: use `static mut` or a map), or create the map "
                      "without BPF_F_RDONLY_PROG ({value_size}-byte value)"),
+    "map_writeonly": ("load from write-only map memory",
+                      "the map is created with BPF_F_WRONLY_PROG: the program may only store "
+                      "into its values (user space reads them), and `+=`, `++` or a helper "
+                      "taking the value as a key or value to copy all read it; store whole "
+                      "values without reading them, keep what the program reads in a map "
+                      "without the flag, or drop BPF_F_WRONLY_PROG from the map's flags "
+                      "(`__uint(map_flags, ...)` in C; the flags argument of "
+                      "`HashMap::with_max_entries(n, flags)` / `Array::with_max_entries` in "
+                      "Rust/Aya) ({value_size}-byte value)"),
+    "map_readonly_update": ("update or delete on a read-only map",
+                            "the map is created with BPF_F_RDONLY_PROG: only user space may "
+                            "update or delete its elements, the program may only look them "
+                            "up; drop the flag from the map's flags (`__uint(map_flags, ...)` "
+                            "in C; the flags argument of `HashMap::with_max_entries(n, "
+                            "flags)` in Rust/Aya), or keep the entries the program changes in "
+                            "a map without it"),
 }
 """Check id -> (what it is, the fix; ``{name}`` fields come from the problem's facts)."""
 
