@@ -18,13 +18,14 @@ from typing import Any, Callable
 import pytest
 
 from pytest_ebpf.analysis.absint import AbsintResult, analyse_program
+from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.cli.verify import run_verify
 from pytest_ebpf.errors import ObjectError
 from pytest_ebpf.kernel import bpf as kernel
 from pytest_ebpf.obj.load import load_object
 
 C_DIR = Path(__file__).parent / "c"
-CORPUS = ("ai_packet", "ai_maps", "ai_misc", "ai_returns", "ai_globals")
+CORPUS = ("ai_packet", "ai_maps", "ai_misc", "ai_returns", "ai_globals", "ai_mapflags")
 # Sources of the suite that do not compile with compile_c's defaults (they need flags).
 NEEDS_FLAGS = {"an_bigframe.c", "vm_insns.c"}
 
@@ -87,7 +88,8 @@ def test_corpus_covers_every_class(
         for f in result.findings:
             checks[f.check] = checks.get(f.check, 0) + 1
     assert checks.keys() == {"packet_bounds", "map_null", "map_value_bounds", "ctx_access",
-                             "pointer_arithmetic", "return_code", "map_readonly"}
+                             "pointer_arithmetic", "return_code", "map_readonly",
+                             "map_writeonly", "map_readonly_update"}
     assert min(checks.values()) >= 3
 
 
@@ -144,6 +146,52 @@ def test_readonly_findings(compile_c: Callable[..., Path]) -> None:
     assert f.check == "map_value_bounds" and "value_size=32 off=32 size=8" in f.reason
     # .rodata reads may be constants to the kernel: the dead access is not judged
     assert analyse_program(obj, obj.program("ok_ro_dead_code")).findings == ()
+
+
+def test_map_flag_findings(compile_c: Callable[..., Path]) -> None:
+    """BPF_F_WRONLY_PROG / BPF_F_RDONLY_PROG (check_map_access_type, record_func_map): the
+    kernel's line and a fix in the developer's words, for loads, stores and helpers."""
+    obj = load_object(compile_c((C_DIR / "ai_mapflags.c").read_text(), "ai_mapflags"))
+
+    def one(name: str) -> Finding:
+        (f,) = analyse_program(obj, obj.program(name)).findings
+        return f
+
+    f = one("bad_wo_counter")  # r->pkts += 1 on a write-only array: the load is refused
+    assert (f.check, f.rule, f.program) == ("map_writeonly", "memory_safety", "bad_wo_counter")
+    assert f.insn is not None and f.insn.is_load and "r->pkts += 1;" in f.message
+    assert f.reason == "read from map forbidden, value_size=24 off=8 size=4"
+    assert "BPF_F_WRONLY_PROG" in f.fix and "`+=`" in f.fix and "24-byte" in f.fix
+    assert "HashMap::with_max_entries(n, flags)" in f.fix and "Rust/Aya" in f.fix
+    assert "__uint(map_flags" in f.fix
+    # legacy "maps" definitions carry their flags too
+    assert one("bad_wo_legacy").reason == "read from map forbidden, value_size=16 off=12 size=4"
+    assert one("bad_ro_legacy").reason == "write into map forbidden, value_size=12 off=8 size=4"
+    # the kernel prints the fixed offset, not the variable part ([8, 20] here)
+    assert one("bad_wo_var_min").reason == "read from map forbidden, value_size=24 off=0 size=4"
+    # helpers: a value or key read from a write-only map (size: what the helper reads)...
+    f = one("bad_wo_update_from")
+    assert f.insn is not None and f.insn.is_helper_call and f.check == "map_writeonly"
+    assert f.reason == "read from map forbidden, value_size=24 off=0 size=24"
+    assert one("bad_wo_key").reason == "read from map forbidden, value_size=24 off=16 size=8"
+    # ... and a buffer a helper fills, in a read-only map or .rodata
+    f = one("bad_ro_load_bytes")
+    assert (f.check, f.reason) == ("map_readonly",
+                                   "write into map forbidden, value_size=24 off=16 size=8")
+    assert one("bad_ro_comm").reason == "write into map forbidden, value_size=24 off=0 size=16"
+    assert one("bad_rodata_load_bytes").reason.startswith("write into map forbidden")
+    # update/delete on a read-only map, once every argument is known good (a u32 key on the
+    # stack: its four bytes are written)
+    f = one("bad_ro_update")
+    assert (f.check, f.reason) == ("map_readonly_update", "write into map forbidden")
+    assert f.insn is not None and f.insn.is_helper_call and "bpf_map_update_elem" in f.message
+    assert "BPF_F_RDONLY_PROG" in f.fix and "only user space" in f.fix and "Rust/Aya" in f.fix
+    assert one("bad_ro_legacy_delete").check == "map_readonly_update"
+    # a key whose bytes are not all written: the kernel may refuse it first, so not judged
+    assert analyse_program(obj, obj.program("any_ro_delete_short_key")).findings == ()
+    for name in ("ok_wo_store", "ok_wo_update_into", "ok_rw_key", "ok_wo_load_bytes",
+                 "ok_bss_load_bytes", "ok_rw_update", "ok_wo_delete", "ok_wo_comm"):
+        assert analyse_program(obj, obj.program(name)).findings == (), name
 
 
 def test_caps_give_up_without_findings(compile_c: Callable[..., Path]) -> None:
