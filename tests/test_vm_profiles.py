@@ -14,6 +14,10 @@ limit:
 * a cpu v4 instruction (6.6), and the same source built for v3: ``tests/c/vm_cpu_v4.c``;
 * kfuncs by release: the numbers iterator (6.4) and the RCU read lock (6.2), not in 6.1, and the
   key kfuncs of tracing programs (6.1), in all three: ``tests/c/vm_kfuncs.c``;
+* helpers a program's type (and attach type) may not call, refused before anything else with the
+  wording of the release (``unknown func`` before 6.10): ``tests/c/pred_helpers.c``; and the
+  helper tables themselves (:mod:`pytest_ebpf.analysis.helper_types`), each equal to what its
+  kernel answers when asked again (:mod:`pytest_ebpf.kernel.typeprobe`, in the same run);
 * the instruction limit at exactly 1,000,000 (loads, every instruction processed once) and
   1,000,001 (E2BIG): ``tests/c/vm_insns.c``, on the host only. The limit is the same on all
   three kernels (1M since 5.2), and under TCG the pair costs about 185 s per kernel (measured:
@@ -40,6 +44,7 @@ from typing import Any, Callable
 import pytest
 from kernel_run import run_on
 
+from pytest_ebpf.analysis.helper_types import tables
 from pytest_ebpf.analysis.profiles import KernelProfile, host_profile, named_profile
 from pytest_ebpf.analysis.rules import judge
 from pytest_ebpf.obj.load import load_object
@@ -57,6 +62,7 @@ TAIL = r"tail_calls are not allowed when call stack of previous frames is \d+ by
 CPU_V4 = r"BPF_LDX uses reserved fields"
 NO_KFUNC = r"this kernel has no kernel function (bpf_\w+) in its BTF"
 E2BIG = r"E2BIG"
+HELPER = r"(?:program of this type cannot use helper|unknown func) bpf_\w+#\d+"
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,12 @@ CASES = (
         "rcu_lock": Expect(False, True, True, NO_KFUNC),
         "system_key": Expect(True, True, True),
     }),
+    Case("pred_helpers", "pred_helpers.c", (), {
+        **{f"bad_{n}": Expect(False, False, False, HELPER)
+           for n in ("redirect_map", "bind", "get_stack", "adjust_head")},
+        **{f"ok_{n}": Expect(True, True, True)
+           for n in ("redirect_map", "bind", "get_stack", "adjust_head")},
+    }),
     Case("vm_insns_1000000", "vm_insns.c", ("-DINSNS=999998",), {
         "straight_line": Expect(True, True, True),
     }, in_vms=False),
@@ -134,6 +146,8 @@ class KernelRun:
     profile: KernelProfile
     docs: dict[str, dict[str, Any]]
     """Case name -> ``verify --json``'s document (``programs``: one verdict each)."""
+    helpers: dict[str, Any]
+    """What the kernel answered the helper probe: ``last_helper``, ``scopes``."""
     seconds: float
 
 
@@ -146,12 +160,15 @@ def _kernel_run(kernel: str, objects: dict[str, Path]) -> KernelRun:
     """Boot *kernel* once (the host: none) and verify every object there."""
     cases = _cases(kernel)
     start = time.monotonic()
-    release, text = run_on(kernel, [sys.executable, str(VM_VERIFY),
+    release, text = run_on(kernel, [sys.executable, str(VM_VERIFY), "--probe-helpers",
                                     *(str(objects[c.name]) for c in cases)], ROOT, VM_TIMEOUT)
     seconds = time.monotonic() - start
     by_path = {}
+    helpers: dict[str, Any] = {}
     for line in text.splitlines():
-        if line.startswith("{"):
+        if line.startswith('{"helpers"'):
+            helpers = json.loads(line)["helpers"]
+        elif line.startswith("{"):
             record = json.loads(line)
             by_path[record["object"]] = record
     docs = {}
@@ -163,7 +180,7 @@ def _kernel_run(kernel: str, objects: dict[str, Path]) -> KernelRun:
                         pytrace=False)
         docs[c.name] = record["doc"]
     profile = host_profile() if kernel == "host" else named_profile(kernel)
-    return KernelRun(kernel, release, profile, docs, seconds)
+    return KernelRun(kernel, release, profile, docs, helpers, seconds)
 
 
 def _kernel_verdicts(run: KernelRun, case: Case) -> dict[str, tuple[bool, str]]:
@@ -214,7 +231,8 @@ def _unexpected(run: KernelRun) -> list[str]:
 
 
 CHECKS = {COMBINED: "stack_combined_too_large", TAIL: "stack_tail_call_stack",
-          CPU_V4: "cpu_v4_insn", NO_KFUNC: "kfunc_unavailable", E2BIG: "too_many_instructions"}
+          CPU_V4: "cpu_v4_insn", NO_KFUNC: "kfunc_unavailable", E2BIG: "too_many_instructions",
+          HELPER: "helper_not_allowed"}
 """The kernel's decisive line -> the profile's finding for it."""
 
 
@@ -234,11 +252,32 @@ def _other_reasons(run: KernelRun, objects: dict[str, Path]) -> list[str]:
                 continue  # a wrong verdict or reason is reported by the others
             quoted = f"kfunc {said.group(1)}" if why == NO_KFUNC else said.group(0)
             found = [f for f in v.errors(profile) if f.check == CHECKS[why]]
-            if not found or (why in (COMBINED, TAIL, NO_KFUNC)
+            if not found or (why in (COMBINED, TAIL, NO_KFUNC, HELPER)
                              and not any(quoted in f.message for f in found)):
                 out.append(f"{case.name}:{v.program.name} on {run.kernel}: the kernel says "
                            f"{line!r}; the profile {profile.label} says "
                            f"{[(f.check, f.message) for f in v.errors(profile)]}")
+    return out
+
+
+def _table_differences(run: KernelRun) -> list[str]:
+    """The shipped helper table of the kernel's release against what the kernel answered now
+    (the host: only when a table of its release ships)."""
+    version = tuple(int(x) for x in run.release.split(".")[:2])
+    table = next((t for t in tables() if t.version == version), None)
+    if table is None:
+        assert run.kernel == "host", f"no helper table ships for {run.release}"
+        return []
+    probed = {scope: frozenset(ids) for scope, ids in run.helpers["scopes"].items()}
+    out = [f"last helper: table {table.last_helper}, kernel {run.helpers['last_helper']}"
+           ] if table.last_helper != run.helpers["last_helper"] else []
+    for scope in sorted(set(table.scopes) | set(probed)):
+        mine, theirs = table.scopes.get(scope), probed.get(scope)
+        if mine == theirs:
+            continue
+        extra = "no entry" if mine is None else sorted(mine - (theirs or set()))
+        missing = "cannot load it" if theirs is None else sorted(theirs - (mine or set()))
+        out.append(f"{scope}: only the table allows {extra}; only the kernel allows {missing}")
     return out
 
 
@@ -257,6 +296,7 @@ def test_the_profile_judges_as_its_kernel(kernel: str, objects: dict[str, Path])
         "the profile disagrees with the kernel": _disagreements(run, objects),
         "the kernel did not say what the case is about": _unexpected(run),
         "the profile rejects for another reason": _other_reasons(run, objects),
+        "the helper table is not what the kernel answers": _table_differences(run),
     }
     report = [f"{title}:\n  " + "\n  ".join(lines) for title, lines in problems.items() if lines]
     assert not report, f"kernel {kernel} ({run.release}):\n" + "\n".join(report)

@@ -1,7 +1,11 @@
 """Run inside a VM by tests/test_vm_profiles.py: ``python tests/vm_verify.py OBJ...`` loads every
 program of each object into the running kernel with the native loader (one verdict per program,
 see :mod:`pytest_ebpf.cli.verify`) and prints one JSON line per object: ``{"object": OBJ,
-"release": uname -r, "exit": status, "doc": verify's document or null, "error": stderr}``."""
+"release": uname -r, "exit": status, "doc": verify's document or null, "error": stderr}``.
+
+With ``--probe-helpers`` first, it also prints ``{"helpers": TABLE}``: what
+:mod:`pytest_ebpf.kernel.typeprobe` learns from the kernel (the helpers each kind of program
+may call)."""
 
 from __future__ import annotations
 
@@ -12,9 +16,16 @@ import sys
 import time
 
 from pytest_ebpf.cli.verify import run_verify
+from pytest_ebpf.kernel.typeprobe import probe_helpers
 
 
 def main(paths: list[str]) -> int:
+    if paths[:1] == ["--probe-helpers"]:
+        paths = paths[1:]
+        results = probe_helpers()
+        print(json.dumps({"helpers": {
+            "last_helper": results[0].last_helper if results else None,
+            "scopes": {r.scope: list(r.allowed) for r in results}}}), flush=True)
     for path in paths:
         out, err = io.StringIO(), io.StringIO()
         start = time.monotonic()

@@ -101,6 +101,10 @@ CHANGES: tuple[Change, ...] = (
            "32, in the combined stack"),
     Change("may_goto", (6, 9), "011832b97b31", "bpf: Introduce may_goto instruction",
            "the may_goto instruction (bounded loops through a budget)"),
+    Change("helper_refusal_wording", (6, 10), "786bf0e7e2ec",
+           "bpf: improve error message for unsupported helper",
+           "a helper the program's type may not call is refused with \"program of this type "
+           "cannot use helper NAME#N\" (before: \"unknown func NAME#N\")"),
     Change("private_stack_x86", (6, 13), "e00931c02568",
            "bpf: Enable private stack for eligible subprogs",
            "x86-64 JIT: frames of kprobe, tracepoint, perf_event, raw_tracepoint and tracing "

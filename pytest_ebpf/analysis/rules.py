@@ -26,6 +26,7 @@ from pytest_ebpf.analysis.flow import (
 )
 from pytest_ebpf.analysis.globalfuncs import FIX as GLOBAL_FIX
 from pytest_ebpf.analysis.globalfuncs import global_function_findings
+from pytest_ebpf.analysis.helper_types import refusal_line, table_for
 from pytest_ebpf.analysis.profiles import KernelProfile
 from pytest_ebpf.analysis.stack import ProgramStack, profile_stack, stack_problems
 from pytest_ebpf.obj.helpers import helper_name
@@ -214,6 +215,51 @@ def _features(ctx: Context) -> list[Finding]:
     return out
 
 
+def _scope_words(scope: str) -> str:
+    """``sched_cls:tcx_ingress`` -> ``sched_cls (tcx_ingress)``."""
+    ptype, _, rest = scope.partition(":")
+    attach, sleep = rest.removesuffix(".s"), rest.endswith(".s")
+    words = ", ".join(w for w in (attach, "sleepable" if sleep else "") if w)
+    return f"{ptype} ({words})" if words else ptype
+
+
+def _helper_types(ctx: Context) -> list[Finding]:
+    """Helpers the program's kind may not call on the kernel (the probed helper tables)."""
+    profile, prog = ctx.profile, ctx.prog
+    table = table_for(profile)
+    if table is None:
+        return []
+    scope, last = prog.kind.helper_scope, profile.last_helper
+    out: list[Finding] = []
+    seen: set[int] = set()
+    for fn in prog.functions:
+        for call in fn.calls:
+            hid = call.helper_id
+            if (call.kind != "helper" or hid is None or hid in seen or hid == POISON_HELPER
+                    or (last is not None and hid > last)  # the features rule says it
+                    or table.allows(scope, hid) is not False):
+                continue
+            seen.add(hid)
+            name = helper_name(hid)
+            line = refusal_line(profile, name, hid)
+            others = sorted({_scope_words(s).split(" ")[0] for s in table.scopes_allowing(hid)})
+            where = (f"kinds that may call it on {table.label}: {', '.join(others[:6])}"
+                     + (f" and {len(others) - 6} more" if len(others) > 6 else "")
+                     if others else "no kind of program may call it there")
+            probed = "" if table.version == profile.version else f" (as on {table.label})"
+            src = checks.source_line(ctx.obj, fn, call.insn)
+            at = f", at {src}" if src else ""
+            out.append(Finding(
+                check="helper_not_allowed", rule="helper_types", program=prog.name,
+                function=fn.name, insn=call.insn, kernel=profile.label, reason=line,
+                message=(f"program {prog.name}: {name} (helper {hid}) called in {fn.name} "
+                         f"({fn.section}){at}: {_scope_words(scope)} programs may not call it "
+                         f"on {profile.label}{probed}; the verifier says \"{line}\""),
+                fix=(f"do without {name} in this {prog.kind.label} program, or move the work "
+                     f"to a program that may call it ({where})")))
+    return out
+
+
 def _budget(ctx: Context) -> list[Finding]:
     out: list[Finding] = []
     prog = ctx.prog
@@ -284,9 +330,10 @@ RULES: tuple[Rule, ...] = (
     Rule("memory_safety", "an abstract interpreter modelled on the verifier's (register "
          "types, packet ranges, null checks, value ranges): packet reads past the bounds "
          "checked, map values used before their null check or outside the value, context "
-         "accesses outside the context, pointer arithmetic the verifier refuses; silent "
-         "where unsure", False, "check bounds and null before use", _memory_safety,
-         tuple(CHECKS)),
+         "accesses outside the context, pointer arithmetic the verifier refuses, reads of "
+         "write-only and writes of read-only maps (BPF_F_RDONLY_PROG/WRONLY_PROG, .rodata), "
+         "directly or through helpers; silent where unsure", False,
+         "check bounds and null before use", _memory_safety, tuple(CHECKS)),
     Rule("instructions", "the instruction limit of the kernel (4096 before 5.2, then 1M; "
          "4096 unprivileged)", True, "split with tail calls", _instructions,
          ("too_many_instructions", "unprivileged_insn_limit")),
@@ -304,6 +351,11 @@ RULES: tuple[Rule, ...] = (
          True, "target the oldest kernel you ship to", _features,
          ("cpu_v4_insn", "may_goto", "loop", "kfunc", "kfunc_unavailable", "helper_unavailable",
           "prog_type_unavailable")),
+    Rule("helper_types", "every helper the program calls is one its type (with its attach "
+         "type, and whether it sleeps) may call on the kernel: tables probed from real kernels "
+         "(6.1, 6.12, 6.18); the nearest newer table judges a release without one", True,
+         "call only the helpers the program type has", _helper_types,
+         ("helper_not_allowed",)),
     Rule("budget", "the project's own budgets (stack, instructions) from Cargo.toml metadata "
          "or the ini", True, "shrink the program or raise the budget", _budget,
          ("budget_stack", "budget_instructions")),

@@ -25,7 +25,7 @@ from typing import Optional
 
 from pytest_ebpf.abi import AttachType, ProgType
 
-__all__ = ["ProgramKind", "known_section_prefixes", "program_type"]
+__all__ = ["ProgramKind", "known_section_prefixes", "program_type", "table_kinds"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,14 @@ class ProgramKind:
     autoload: bool = True
     """False for a ``?``-prefixed section (libbpf's ``SEC("?xdp")``): loaders leave the program
     out unless it is asked for by name."""
+
+    @property
+    def helper_scope(self) -> str:
+        """What decides which helpers the kernel lets the program call: its type, its expected
+        attach type and whether it may sleep (``xdp:xdp``, ``kprobe:``, ``lsm:lsm_mac.s``); the
+        key of the helper tables (:mod:`pytest_ebpf.analysis.helper_types`)."""
+        sleep = ".s" if self.sleepable else ""
+        return f"{self.prog_type}:{self.expected_attach_type or ''}{sleep}"
 
     @property
     def prog_type_id(self) -> ProgType:
@@ -286,6 +294,11 @@ def program_type(section_name: str) -> ProgramKind | None:
         if section_name.startswith(keyword + "/"):
             return _kind(_BY_KEYWORD[keyword], None)
     return None
+
+
+def table_kinds() -> tuple[ProgramKind, ...]:
+    """One kind per keyword of the table (no attach target), in the table's order."""
+    return tuple(_kind(row, None) for row in _TABLE)
 
 
 def known_section_prefixes() -> tuple[str, ...]:

@@ -1,0 +1,112 @@
+"""Which helpers a program may call, by its kind and the kernel: the helper tables.
+
+The kernel gives each program type its own set of helpers (``get_func_proto``), narrowed or
+widened by the expected attach type and by whether the program may sleep, and the sets grow
+from release to release (6.14 let most program types read the current task's ids and comm).
+A call outside the set is refused before anything else is checked:
+``program of this type cannot use helper bpf_redirect_map#51`` (6.10 on; before,
+``unknown func bpf_redirect_map#51``).
+
+The sets are not read from kernel sources: they are what real kernels answered
+(:mod:`pytest_ebpf.kernel.typeprobe`, one JSON file per release in ``helper_tables/``, written
+by ``scripts/probe-helpers``: this machine's kernel and Debian's 6.1 and 6.12 in VMs). A profile
+is judged by the table of its release, or else by the nearest newer one (a helper a kind may not
+call on a newer kernel was not allowed it before: the sets only grew across the probed
+releases, except for the helpers of :data:`MACHINE_DEPENDENT`). A profile newer than every table,
+a kind a table does not have (fentry where the probing kernel had no trampolines), and the
+machine-dependent helpers are not judged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from pytest_ebpf.abi import Helper
+from pytest_ebpf.analysis.profiles import KernelProfile, Version
+from pytest_ebpf.errors import EbpfError
+
+__all__ = ["MACHINE_DEPENDENT", "HelperTable", "refusal_line", "table_for", "tables"]
+
+TABLES = Path(__file__).with_name("helper_tables")
+
+MACHINE_DEPENDENT: dict[int, str] = {
+    Helper.probe_write_user: "kernel lockdown (integrity) withdraws it",
+    Helper.override_return: "only with CONFIG_BPF_KPROBE_OVERRIDE",
+}
+"""Helpers whose availability depends on the machine (its lockdown state or its config), not on
+the release and the program's kind: never judged."""
+
+
+class HelperTableError(EbpfError):
+    """A helper table shipped with the package cannot be read (a broken install)."""
+
+
+@dataclass(frozen=True)
+class HelperTable:
+    """What one probed kernel let each kind of program call."""
+
+    release: str
+    """``uname -r`` of the kernel probed."""
+    version: Version
+    last_helper: int
+    scopes: dict[str, frozenset[int]]
+    """:attr:`~pytest_ebpf.obj.progtypes.ProgramKind.helper_scope` -> helper ids allowed."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+    def allows(self, scope: str, helper: int) -> bool | None:
+        """Does the kind *scope* may call *helper*? None: this table cannot say."""
+        allowed = self.scopes.get(scope)
+        if allowed is None or helper > self.last_helper or helper in MACHINE_DEPENDENT:
+            return None
+        return helper in allowed
+
+    def scopes_allowing(self, helper: int) -> list[str]:
+        return [scope for scope, allowed in self.scopes.items() if helper in allowed]
+
+
+def _ids(text: str) -> frozenset[int]:
+    out: set[int] = set()
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition("-")
+        out.update(range(int(low), int(high or low) + 1))
+    return frozenset(out)
+
+
+def _read(path: Path) -> HelperTable:
+    try:
+        raw = json.loads(path.read_text())
+        major, minor = (int(x) for x in path.stem.split("."))
+        return HelperTable(release=str(raw["release"]), version=(major, minor),
+                           last_helper=int(raw["last_helper"]),
+                           scopes={k: _ids(v) for k, v in raw["scopes"].items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise HelperTableError(f"the helper table {path} cannot be read ({exc}); fix: "
+                               "reinstall pytest-ebpf") from exc
+
+
+@cache
+def tables() -> tuple[HelperTable, ...]:
+    """Every shipped table, oldest first."""
+    return tuple(sorted((_read(p) for p in TABLES.glob("*.json")), key=lambda t: t.version))
+
+
+def table_for(profile: KernelProfile) -> HelperTable | None:
+    """The table that judges *profile*: its release's, else the nearest newer; None when the
+    profile is newer than every table."""
+    for table in tables():
+        if table.version >= profile.version:
+            return table
+    return None
+
+
+def refusal_line(profile: KernelProfile, helper_name: str, helper: int) -> str:
+    """The verifier's line on *profile* for a helper the program's type may not call."""
+    if profile.has("helper_refusal_wording"):
+        return f"program of this type cannot use helper {helper_name}#{helper}"
+    return f"unknown func {helper_name}#{helper}"

@@ -1,0 +1,203 @@
+"""Which helpers each kind of program may call, asked of the running kernel (needs root).
+
+The kernel decides it per program: ``env->ops->get_func_proto(func_id, prog)`` returns no
+prototype for a helper the program's type (and expected attach type, and sleepability) may not
+call, and the verifier refuses the call before it looks at any argument. So one two-instruction
+program per helper and per kind of program (``call N; r0 = 0; exit``) tells the table apart
+exactly: a refusal for the type says ``program of this type cannot use helper NAME#N`` (6.10 on;
+``unknown func NAME#N`` before), a helper the kernel does not have says ``invalid func``, and any
+other outcome (a load, or a complaint about the arguments) means the type may call it. The probe
+does what ``bpftool feature probe`` does, for the attach types and sleepable kinds too, and for
+tracing and LSM programs (which name a kernel function to attach to).
+
+A kind whose plain ``r0 = 0; exit`` program does not load here (a kernel without trampolines
+refuses fentry with EPERM; a type the kernel lacks) is left out: the table says nothing of it.
+
+The tables this writes (``python -m pytest_ebpf.kernel.typeprobe``) are the data of
+:mod:`pytest_ebpf.analysis.helper_types`, one per kernel release; ``scripts/probe-helpers``
+runs it on the host and in a VM per named kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import sys
+from dataclasses import dataclass
+
+from pytest_ebpf.abi import AttachType, ProgType
+from pytest_ebpf.errors import EbpfError
+from pytest_ebpf.kernel.layout import BPF_F_SLEEPABLE
+from pytest_ebpf.kernel.progs import prog_load
+from pytest_ebpf.kernel.targets import TargetError, attach_target
+from pytest_ebpf.obj.progtypes import ProgramKind, program_type, table_kinds
+
+__all__ = ["ProbeResult", "main", "probe_helpers", "probe_kinds"]
+
+_TARGETS: dict[tuple[str, bool], str] = {
+    ("fentry", False): "fentry/bpf_fentry_test1",
+    ("fexit", False): "fexit/bpf_fentry_test1",
+    ("fentry", True): "fentry.s/bpf_modify_return_test",
+    ("fexit", True): "fexit.s/bpf_modify_return_test",
+    ("fmod_ret", False): "fmod_ret/bpf_modify_return_test",
+    ("fmod_ret", True): "fmod_ret.s/bpf_modify_return_test",
+    ("fsession", False): "fsession/bpf_fentry_test1",
+    ("btf_tracepoint", False): "tp_btf/sched_switch",
+    ("lsm", False): "lsm/file_open",
+    ("lsm", True): "lsm.s/file_open",
+    ("lsm_cgroup", False): "lsm_cgroup/socket_bind",
+    ("iter", False): "iter/task",
+    ("iter", True): "iter.s/task",
+}
+"""Per (label, sleepable): a section naming a kernel function every kernel of the profiles
+has, for the kinds that must name one to load."""
+
+_REFUSED = re.compile(r"^(?:program of this type cannot use helper|unknown func) \S+#(\d+)$",
+                      re.M)
+_MISSING = re.compile(r"^invalid func \S+#(\d+)$", re.M)
+
+_CALL, _MOV_R0_0, _EXIT = 0x85, 0xB7, 0x95
+
+
+def _insn(code: int, imm: int = 0) -> bytes:
+    return struct.pack("<BBhi", code, 0, 0, imm)
+
+
+def _program(helper: int | None) -> bytes:
+    call = _insn(_CALL, helper) if helper is not None else b""
+    return call + _insn(_MOV_R0_0) + _insn(_EXIT)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one kind of program may call on this kernel."""
+
+    scope: str
+    """:attr:`ProgramKind.helper_scope`."""
+    allowed: tuple[int, ...]
+    """The helper ids the kind may call (of those the kernel has)."""
+    last_helper: int
+    """The highest helper id this kernel has."""
+
+
+@dataclass(frozen=True)
+class _Load:
+    kind: ProgramKind
+    attach_btf_id: int
+
+    def outcome(self, helper: int | None) -> tuple[bool, str]:
+        """(loaded, log) of the probe program calling *helper* (None: no call)."""
+        kind = self.kind
+        attach = kind.expected_attach_type
+        result = prog_load(
+            int(ProgType[kind.prog_type.upper()]), _program(helper), "GPL",
+            expected_attach_type=0 if attach is None else int(AttachType[attach.upper()]),
+            log_level=1, log_size=4096, attach_btf_id=self.attach_btf_id,
+            prog_flags=BPF_F_SLEEPABLE if kind.sleepable else 0)
+        if result.fd is not None:
+            result.fd.close()
+        return result.ok, result.log
+
+
+def _loader(kind: ProgramKind) -> _Load | None:
+    """How to load a probe of *kind*, or None when this kernel cannot load it at all."""
+    btf_id = 0
+    if kind.prog_type in ("tracing", "lsm", "ext", "struct_ops"):
+        section = _TARGETS.get((kind.label, kind.sleepable))
+        target = program_type(section) if section is not None else None
+        if target is None or kind.multi:
+            return None
+        try:
+            btf_id = attach_target(target)[0]
+        except TargetError:
+            return None
+        kind = target
+    load = _Load(kind, btf_id)
+    try:
+        loaded, _ = load.outcome(None)
+    except EbpfError:
+        return None
+    return load if loaded else None
+
+
+def probe_kinds() -> dict[str, ProgramKind]:
+    """One kind per helper scope of the section table (the first keyword that has it)."""
+    out: dict[str, ProgramKind] = {}
+    for kind in table_kinds():
+        out.setdefault(kind.helper_scope, kind)
+    return out
+
+
+def _last_helper(load: _Load) -> int:
+    """The highest helper id the kernel has: ``invalid func`` above it (a binary search)."""
+    low, high = 1, 1024
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _MISSING.search(load.outcome(mid)[1]):
+            high = mid - 1
+        else:
+            low = mid
+    return low
+
+
+def probe_helpers(kinds: dict[str, ProgramKind] | None = None) -> list[ProbeResult]:
+    """Ask the running kernel which helpers each kind may call (root); kinds it cannot load
+    are left out."""
+    kinds = probe_kinds() if kinds is None else kinds
+    out: list[ProbeResult] = []
+    last: int | None = None
+    for scope, kind in kinds.items():
+        load = _loader(kind)
+        if load is None:
+            continue
+        if last is None:
+            last = _last_helper(load)
+        allowed = []
+        for helper in range(1, last + 1):
+            _, log = load.outcome(helper)
+            refused = _REFUSED.search(log)
+            if refused is None or int(refused.group(1)) != helper:
+                allowed.append(helper)
+        out.append(ProbeResult(scope, tuple(allowed), last))
+    return out
+
+
+def _ranges(ids: tuple[int, ...]) -> str:
+    """``1-5,8,12-14``."""
+    parts: list[str] = []
+    start = prev = None
+    for i in (*ids, None):
+        if i is not None and prev is not None and i == prev + 1:
+            prev = i
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = i
+    return ",".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print this kernel's table as JSON (the format :mod:`pytest_ebpf.analysis.helper_types`
+    reads)."""
+    del argv
+    try:
+        results = probe_helpers()
+    except EbpfError as exc:
+        print(f"pytest-ebpf: the helper probe failed: {exc}", file=sys.stderr)
+        return 1
+    if not results:
+        print("pytest-ebpf: no kind of program loads here (root is needed)", file=sys.stderr)
+        return 1
+    table = {
+        "release": os.uname().release,
+        "last_helper": results[0].last_helper,
+        "scopes": {r.scope: _ranges(r.allowed) for r in results},
+    }
+    print(json.dumps(table, indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
