@@ -63,6 +63,8 @@ CPU_V4 = r"BPF_LDX uses reserved fields"
 NO_KFUNC = r"this kernel has no kernel function (bpf_\w+) in its BTF"
 E2BIG = r"E2BIG"
 HELPER = r"(?:program of this type cannot use helper|unknown func) bpf_\w+#\d+"
+KFUNC = r"calling kernel function bpf_\w+ is not allowed"
+SLEEP = r"program must be sleepable to call sleepable kfunc bpf_\w+"
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ class Case:
     source: str
     flags: tuple[str, ...]
     programs: dict[str, Expect]
-    in_vms: bool = True
+    on: tuple[str, ...] = KERNELS
+    """The kernels that load it."""
 
 
 CASES = (
@@ -123,18 +126,25 @@ CASES = (
            for n in ("redirect_map", "bind", "get_stack", "adjust_head")},
         **{f"ok_{n}": Expect(True, True, True)
            for n in ("redirect_map", "bind", "get_stack", "adjust_head")},
+        "bad_kfunc_type": Expect(False, False, False, KFUNC),
+        "ok_kfunc_type": Expect(True, True, True),
+        "xdp_system_key": Expect(False, False, True, KFUNC),
     }),
+    Case("pred_kfuncs", "pred_kfuncs.c", (), {  # 6.1 has no bpf_copy_from_user_str
+        "bad_sleep_kfunc": Expect(False, False, False, SLEEP),
+        "ok_sleep_kfunc": Expect(False, True, True),
+    }, on=("6.12", "host")),
     Case("vm_insns_1000000", "vm_insns.c", ("-DINSNS=999998",), {
         "straight_line": Expect(True, True, True),
-    }, in_vms=False),
+    }, on=("host",)),
     Case("vm_insns_1000001", "vm_insns.c", ("-DINSNS=999999",), {
         "straight_line": Expect(False, False, False, E2BIG),
-    }, in_vms=False),
+    }, on=("host",)),
 )
 
 
 def _cases(kernel: str) -> list[Case]:
-    return [c for c in CASES if c.in_vms or kernel == "host"]
+    return [c for c in CASES if kernel in c.on]
 
 
 @dataclass(frozen=True)
@@ -232,7 +242,7 @@ def _unexpected(run: KernelRun) -> list[str]:
 
 CHECKS = {COMBINED: "stack_combined_too_large", TAIL: "stack_tail_call_stack",
           CPU_V4: "cpu_v4_insn", NO_KFUNC: "kfunc_unavailable", E2BIG: "too_many_instructions",
-          HELPER: "helper_not_allowed"}
+          HELPER: "helper_not_allowed", KFUNC: "kfunc_not_allowed", SLEEP: "kfunc_sleepable"}
 """The kernel's decisive line -> the profile's finding for it."""
 
 
@@ -252,7 +262,7 @@ def _other_reasons(run: KernelRun, objects: dict[str, Path]) -> list[str]:
                 continue  # a wrong verdict or reason is reported by the others
             quoted = f"kfunc {said.group(1)}" if why == NO_KFUNC else said.group(0)
             found = [f for f in v.errors(profile) if f.check == CHECKS[why]]
-            if not found or (why in (COMBINED, TAIL, NO_KFUNC, HELPER)
+            if not found or (why in (COMBINED, TAIL, NO_KFUNC, HELPER, KFUNC, SLEEP)
                              and not any(quoted in f.message for f in found)):
                 out.append(f"{case.name}:{v.program.name} on {run.kernel}: the kernel says "
                            f"{line!r}; the profile {profile.label} says "
@@ -268,16 +278,25 @@ def _table_differences(run: KernelRun) -> list[str]:
     if table is None:
         assert run.kernel == "host", f"no helper table ships for {run.release}"
         return []
-    probed = {scope: frozenset(ids) for scope, ids in run.helpers["scopes"].items()}
     out = [f"last helper: table {table.last_helper}, kernel {run.helpers['last_helper']}"
            ] if table.last_helper != run.helpers["last_helper"] else []
-    for scope in sorted(set(table.scopes) | set(probed)):
-        mine, theirs = table.scopes.get(scope), probed.get(scope)
-        if mine == theirs:
-            continue
-        extra = "no entry" if mine is None else sorted(mine - (theirs or set()))
-        missing = "cannot load it" if theirs is None else sorted(theirs - (mine or set()))
-        out.append(f"{scope}: only the table allows {extra}; only the kernel allows {missing}")
+    has = set(run.helpers["kfunc_names"])
+    if table.kfunc_names != has:
+        out.append(f"kfuncs the kernel has: only the table {sorted(table.kfunc_names - has)}, "
+                   f"only the kernel {sorted(has - table.kfunc_names)}")
+    for what, mine_all, key in (("helpers", table.scopes, "scopes"),
+                                ("kfuncs", table.kfuncs, "kfuncs"),
+                                ("sleepable kfuncs", table.sleepable_kfuncs, "sleepable_kfuncs")):
+        probed: dict[str, frozenset[Any]] = {
+            scope: frozenset(ids) for scope, ids in run.helpers[key].items()}
+        for scope in sorted(set(mine_all) | set(probed)):
+            mine, theirs = mine_all.get(scope), probed.get(scope)
+            if mine == theirs or (what == "sleepable kfuncs" and not mine and not theirs):
+                continue
+            extra = "no entry" if mine is None else sorted(mine - (theirs or set()))
+            missing = "no entry" if theirs is None else sorted(theirs - (mine or set()))
+            out.append(f"{what} of {scope}: only the table allows {extra}; only the kernel "
+                       f"allows {missing}")
     return out
 
 

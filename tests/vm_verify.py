@@ -5,7 +5,7 @@ see :mod:`pytest_ebpf.cli.verify`) and prints one JSON line per object: ``{"obje
 
 With ``--probe-helpers`` first, it also prints ``{"helpers": TABLE}``: what
 :mod:`pytest_ebpf.kernel.typeprobe` learns from the kernel (the helpers each kind of program
-may call)."""
+may call, and which of the newest helper table's kfuncs)."""
 
 from __future__ import annotations
 
@@ -15,17 +15,23 @@ import platform
 import sys
 import time
 
+from pytest_ebpf.analysis.helper_types import tables
 from pytest_ebpf.cli.verify import run_verify
-from pytest_ebpf.kernel.typeprobe import probe_helpers
+from pytest_ebpf.kernel.typeprobe import known_kfuncs, probe
 
 
 def main(paths: list[str]) -> int:
     if paths[:1] == ["--probe-helpers"]:
         paths = paths[1:]
-        results = probe_helpers()
+        asked = sorted(tables()[-1].kfunc_names)
+        results = probe(kfuncs=asked)
         print(json.dumps({"helpers": {
             "last_helper": results[0].last_helper if results else None,
-            "scopes": {r.scope: list(r.allowed) for r in results}}}), flush=True)
+            "scopes": {r.scope: list(r.allowed) for r in results},
+            "kfunc_names": sorted(known_kfuncs(asked)),
+            "kfuncs": {r.scope: list(r.kfuncs) for r in results},
+            "sleepable_kfuncs": {r.scope: list(r.sleepable_kfuncs) for r in results
+                                 if r.sleepable_kfuncs}}}), flush=True)
     for path in paths:
         out, err = io.StringIO(), io.StringIO()
         start = time.monotonic()

@@ -1,11 +1,14 @@
-"""Which helpers a program may call, by its kind and the kernel: the helper tables.
+"""Which helpers and kfuncs a program may call, by its kind and the kernel: the helper tables.
 
 The kernel gives each program type its own set of helpers (``get_func_proto``), narrowed or
 widened by the expected attach type and by whether the program may sleep, and the sets grow
 from release to release (6.14 let most program types read the current task's ids and comm).
 A call outside the set is refused before anything else is checked:
 ``program of this type cannot use helper bpf_redirect_map#51`` (6.10 on; before,
-``unknown func bpf_redirect_map#51``).
+``unknown func bpf_redirect_map#51``). Kfuncs likewise, by the sets each kfunc is registered in
+(``register_btf_kfunc_id_set`` per program type, with filters): ``calling kernel function
+bpf_task_acquire is not allowed``; and a sleepable kfunc in a program that may not sleep:
+``program must be sleepable to call sleepable kfunc bpf_copy_from_user_str``.
 
 The sets are not read from kernel sources: they are what real kernels answered
 (:mod:`pytest_ebpf.kernel.typeprobe`, one JSON file per release in ``helper_tables/``, written
@@ -20,7 +23,7 @@ machine-dependent helpers are not judged.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -28,7 +31,8 @@ from pytest_ebpf.abi import Helper
 from pytest_ebpf.analysis.profiles import KernelProfile, Version
 from pytest_ebpf.errors import EbpfError
 
-__all__ = ["MACHINE_DEPENDENT", "HelperTable", "refusal_line", "table_for", "tables"]
+__all__ = ["MACHINE_DEPENDENT", "HelperTable", "kfunc_absent", "refusal_line", "table_for",
+           "tables"]
 
 TABLES = Path(__file__).with_name("helper_tables")
 
@@ -54,6 +58,12 @@ class HelperTable:
     last_helper: int
     scopes: dict[str, frozenset[int]]
     """:attr:`~pytest_ebpf.obj.progtypes.ProgramKind.helper_scope` -> helper ids allowed."""
+    kfunc_names: frozenset[str] = frozenset()
+    """The kfuncs the kernel was asked about (and has)."""
+    kfuncs: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Scope -> the kfuncs of :attr:`kfunc_names` it may call."""
+    sleepable_kfuncs: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Scope -> the kfuncs it may call only when the program may sleep."""
 
     @property
     def label(self) -> str:
@@ -69,6 +79,21 @@ class HelperTable:
     def scopes_allowing(self, helper: int) -> list[str]:
         return [scope for scope, allowed in self.scopes.items() if helper in allowed]
 
+    def allows_kfunc(self, scope: str, name: str) -> bool | None:
+        """May the kind *scope* call kfunc *name*? None: this table cannot say."""
+        allowed = self.kfuncs.get(scope)
+        if allowed is None or name not in self.kfunc_names:
+            return None
+        return name in allowed
+
+    def kfunc_needs_sleep(self, scope: str, name: str) -> bool:
+        """Is *name* refused to *scope* because the program may not sleep?"""
+        return name in self.sleepable_kfuncs.get(scope, ())
+
+    def scopes_allowing_kfunc(self, name: str) -> list[str]:
+        return [scope for scope, allowed in self.kfuncs.items()
+                if name in allowed and name not in self.sleepable_kfuncs.get(scope, ())]
+
 
 def _ids(text: str) -> frozenset[int]:
     out: set[int] = set()
@@ -82,11 +107,20 @@ def _read(path: Path) -> HelperTable:
     try:
         raw = json.loads(path.read_text())
         major, minor = (int(x) for x in path.stem.split("."))
+        kf = raw["kfuncs"]
+        names = [str(n) for n in kf["names"]]
+
+        def named(ranges: dict[str, str]) -> dict[str, frozenset[str]]:
+            return {k: frozenset(names[i] for i in _ids(v)) for k, v in ranges.items()}
+
         return HelperTable(release=str(raw["release"]), version=(major, minor),
                            last_helper=int(raw["last_helper"]),
-                           scopes={k: _ids(v) for k, v in raw["scopes"].items()})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise HelperTableError(f"the helper table {path} cannot be read ({exc}); fix: "
+                           scopes={k: _ids(v) for k, v in raw["scopes"].items()},
+                           kfunc_names=frozenset(names), kfuncs=named(kf["allowed"]),
+                           sleepable_kfuncs=named(kf["sleepable"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        why = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
+        raise HelperTableError(f"the helper table {path} cannot be read ({why}); fix: "
                                "reinstall pytest-ebpf") from exc
 
 
@@ -103,6 +137,16 @@ def table_for(profile: KernelProfile) -> HelperTable | None:
         if table.version >= profile.version:
             return table
     return None
+
+
+def kfunc_absent(profile: KernelProfile, name: str) -> HelperTable | None:
+    """The table showing that *profile*'s kernel has no kfunc *name* (its BTF has no such
+    function, so loaders refuse the call), or None: it has it, or no table can say. Every table
+    was asked about the kfuncs of the newest one."""
+    table, every = table_for(profile), tables()
+    if table is None or name in table.kfunc_names or name not in every[-1].kfunc_names:
+        return None
+    return table
 
 
 def refusal_line(profile: KernelProfile, helper_name: str, helper: int) -> str:

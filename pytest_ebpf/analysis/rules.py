@@ -26,7 +26,7 @@ from pytest_ebpf.analysis.flow import (
 )
 from pytest_ebpf.analysis.globalfuncs import FIX as GLOBAL_FIX
 from pytest_ebpf.analysis.globalfuncs import global_function_findings
-from pytest_ebpf.analysis.helper_types import refusal_line, table_for
+from pytest_ebpf.analysis.helper_types import kfunc_absent, refusal_line, table_for
 from pytest_ebpf.analysis.profiles import KernelProfile
 from pytest_ebpf.analysis.stack import ProgramStack, profile_stack, stack_problems
 from pytest_ebpf.obj.helpers import helper_name
@@ -186,6 +186,20 @@ def _features(ctx: Context) -> list[Finding]:
                     ctx, newer.feature, f"kfunc {call.target} in {fn.name}", fn, call.insn,
                     "avoid the kfunc on this kernel (loaders refuse it: the kernel's BTF has "
                     "no such function)", "kfunc_unavailable")
+            absent = (kfunc_absent(profile, call.target or "") if call.kind == "kfunc"
+                      and newer is None and profile.has("kfuncs") else None)
+            if absent is not None and f"kfunc:{call.target}" not in found:
+                probed = ("" if absent.version == profile.version
+                          else f" (nor has {absent.label})")
+                found[f"kfunc:{call.target}"] = Finding(
+                    check="kfunc_unavailable", rule="features", program=prog.name,
+                    function=fn.name, insn=call.insn, kernel=profile.label,
+                    message=(f"program {prog.name}: kfunc {call.target} in {fn.name}: "
+                             f"{profile.label} has no such kernel function{probed}, so loaders "
+                             f"refuse the call (\"this kernel has no kernel function "
+                             f"{call.target} in its BTF\")"),
+                    fix=("avoid the kfunc on this kernel (it came later: target the oldest "
+                         "kernel you ship to)"))
             last = profile.last_helper
             hid = call.helper_id
             if (call.kind == "helper" and hid is not None and last is not None and hid > last
@@ -223,40 +237,69 @@ def _scope_words(scope: str) -> str:
     return f"{ptype} ({words})" if words else ptype
 
 
+def _kinds_that_may(scopes: list[str], table_label: str) -> str:
+    others = sorted({_scope_words(s).split(" ")[0] for s in scopes})
+    if not others:
+        return "no kind of program may call it there"
+    more = f" and {len(others) - 6} more" if len(others) > 6 else ""
+    return f"kinds that may call it on {table_label}: {', '.join(others[:6])}{more}"
+
+
 def _helper_types(ctx: Context) -> list[Finding]:
-    """Helpers the program's kind may not call on the kernel (the probed helper tables)."""
+    """Helpers and kfuncs the program's kind may not call on the kernel (the probed tables)."""
     profile, prog = ctx.profile, ctx.prog
     table = table_for(profile)
     if table is None:
         return []
     scope, last = prog.kind.helper_scope, profile.last_helper
+    probed = "" if table.version == profile.version else f" (as on {table.label})"
     out: list[Finding] = []
-    seen: set[int] = set()
+    seen: set[object] = set()
     for fn in prog.functions:
         for call in fn.calls:
-            hid = call.helper_id
-            if (call.kind != "helper" or hid is None or hid in seen or hid == POISON_HELPER
-                    or (last is not None and hid > last)  # the features rule says it
-                    or table.allows(scope, hid) is not False):
+            hid, name = call.helper_id, call.target or ""
+            if call.kind == "helper" and hid is not None and hid not in seen:
+                if (hid == POISON_HELPER or (last is not None and hid > last)  # features says
+                        or table.allows(scope, hid) is not False):
+                    continue
+                seen.add(hid)
+                what, line = f"{helper_name(hid)} (helper {hid})", refusal_line(
+                    profile, helper_name(hid), hid)
+                why = f"{_scope_words(scope)} programs may not call it"
+                fix = (f"do without {helper_name(hid)} in this {prog.kind.label} program, or "
+                       f"move the work to a program that may call it "
+                       f"({_kinds_that_may(table.scopes_allowing(hid), table.label)})")
+            elif call.kind == "kfunc" and name and name not in seen:
+                allowed = table.allows_kfunc(scope, name)
+                if allowed is False:
+                    line = f"calling kernel function {name} is not allowed"
+                    why = f"{_scope_words(scope)} programs may not call it"
+                    fix = (f"do without {name} in this {prog.kind.label} program, or move the "
+                           f"work to a program that may call it "
+                           f"({_kinds_that_may(table.scopes_allowing_kfunc(name), table.label)})")
+                elif allowed and table.kfunc_needs_sleep(scope, name):
+                    line = f"program must be sleepable to call sleepable kfunc {name}"
+                    why = "it sleeps, and this program may not"
+                    fix = (f"call {name} from a sleepable program (libbpf: SEC(\"fentry.s/...\"), "
+                           "\"lsm.s/...\", \"uprobe.s/...\"; Aya: the macro's sleepable flag), "
+                           f"or do without it in this {prog.kind.label} program")
+                else:
+                    continue
+                seen.add(name)
+                what = f"kfunc {name}"
+            else:
                 continue
-            seen.add(hid)
-            name = helper_name(hid)
-            line = refusal_line(profile, name, hid)
-            others = sorted({_scope_words(s).split(" ")[0] for s in table.scopes_allowing(hid)})
-            where = (f"kinds that may call it on {table.label}: {', '.join(others[:6])}"
-                     + (f" and {len(others) - 6} more" if len(others) > 6 else "")
-                     if others else "no kind of program may call it there")
-            probed = "" if table.version == profile.version else f" (as on {table.label})"
             src = checks.source_line(ctx.obj, fn, call.insn)
             at = f", at {src}" if src else ""
             out.append(Finding(
-                check="helper_not_allowed", rule="helper_types", program=prog.name,
-                function=fn.name, insn=call.insn, kernel=profile.label, reason=line,
-                message=(f"program {prog.name}: {name} (helper {hid}) called in {fn.name} "
-                         f"({fn.section}){at}: {_scope_words(scope)} programs may not call it "
-                         f"on {profile.label}{probed}; the verifier says \"{line}\""),
-                fix=(f"do without {name} in this {prog.kind.label} program, or move the work "
-                     f"to a program that may call it ({where})")))
+                check=("helper_not_allowed" if call.kind == "helper" else
+                       "kfunc_sleepable" if line.startswith("program must") else
+                       "kfunc_not_allowed"),
+                rule="helper_types", program=prog.name, function=fn.name, insn=call.insn,
+                kernel=profile.label, reason=line,
+                message=(f"program {prog.name}: {what} called in {fn.name} ({fn.section}){at}: "
+                         f"{why} on {profile.label}{probed}; the verifier says \"{line}\""),
+                fix=fix))
     return out
 
 
@@ -351,11 +394,11 @@ RULES: tuple[Rule, ...] = (
          True, "target the oldest kernel you ship to", _features,
          ("cpu_v4_insn", "may_goto", "loop", "kfunc", "kfunc_unavailable", "helper_unavailable",
           "prog_type_unavailable")),
-    Rule("helper_types", "every helper the program calls is one its type (with its attach "
-         "type, and whether it sleeps) may call on the kernel: tables probed from real kernels "
-         "(6.1, 6.12, 6.18); the nearest newer table judges a release without one", True,
-         "call only the helpers the program type has", _helper_types,
-         ("helper_not_allowed",)),
+    Rule("helper_types", "every helper and kfunc the program calls is one its type (with its "
+         "attach type, and whether it sleeps) may call on the kernel: tables probed from real "
+         "kernels (6.1, 6.12, 6.18); the nearest newer table judges a release without one",
+         True, "call only the helpers and kfuncs the program type has", _helper_types,
+         ("helper_not_allowed", "kfunc_not_allowed", "kfunc_sleepable")),
     Rule("budget", "the project's own budgets (stack, instructions) from Cargo.toml metadata "
          "or the ini", True, "shrink the program or raise the budget", _budget,
          ("budget_stack", "budget_instructions")),

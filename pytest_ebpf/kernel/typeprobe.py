@@ -10,6 +10,12 @@ other outcome (a load, or a complaint about the arguments) means the type may ca
 does what ``bpftool feature probe`` does, for the attach types and sleepable kinds too, and for
 tracing and LSM programs (which name a kernel function to attach to).
 
+Kfuncs the same way: a call to a kernel function (by its BTF id) that the kind may not call
+is refused first with ``calling kernel function NAME is not allowed``; a sleepable kfunc in a
+program that may not sleep, next, with ``program must be sleepable to call sleepable kfunc
+NAME``. The kfuncs asked about are those this kernel's BTF tags ``bpf_kfunc`` (pahole 1.26 on),
+or the names given (``--kfuncs A,B``, for a kernel whose BTF has no such tags).
+
 A kind whose plain ``r0 = 0; exit`` program does not load here (a kernel without trampolines
 refuses fentry with EPERM; a type the kernel lacks) is left out: the table says nothing of it.
 
@@ -31,10 +37,11 @@ from pytest_ebpf.abi import AttachType, ProgType
 from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.kernel.layout import BPF_F_SLEEPABLE
 from pytest_ebpf.kernel.progs import prog_load
-from pytest_ebpf.kernel.targets import TargetError, attach_target
+from pytest_ebpf.kernel.targets import TargetError, attach_target, kernel_btf, kernel_type_id
 from pytest_ebpf.obj.progtypes import ProgramKind, program_type, table_kinds
 
-__all__ = ["ProbeResult", "main", "probe_helpers", "probe_kinds"]
+__all__ = ["ProbeResult", "kernel_kfuncs", "known_kfuncs", "main", "probe", "probe_kinds",
+           "table"]
 
 _TARGETS: dict[tuple[str, bool], str] = {
     ("fentry", False): "fentry/bpf_fentry_test1",
@@ -58,16 +65,23 @@ _REFUSED = re.compile(r"^(?:program of this type cannot use helper|unknown func)
                       re.M)
 _MISSING = re.compile(r"^invalid func \S+#(\d+)$", re.M)
 
+_KFUNC_REFUSED = re.compile(r"^calling kernel function (\w+) is not allowed$", re.M)
+_KFUNC_SLEEPS = re.compile(r"^program must be sleepable to call sleepable kfunc (\w+)$", re.M)
+
 _CALL, _MOV_R0_0, _EXIT = 0x85, 0xB7, 0x95
+_PSEUDO_KFUNC_CALL = 2
 
 
-def _insn(code: int, imm: int = 0) -> bytes:
-    return struct.pack("<BBhi", code, 0, 0, imm)
+def _insn(code: int, imm: int = 0, src: int = 0) -> bytes:
+    return struct.pack("<BBhi", code, src << 4, 0, imm)
 
 
-def _program(helper: int | None) -> bytes:
-    call = _insn(_CALL, helper) if helper is not None else b""
-    return call + _insn(_MOV_R0_0) + _insn(_EXIT)
+def _helper_call(helper: int) -> bytes:
+    return _insn(_CALL, helper)
+
+
+def _kfunc_call(btf_id: int) -> bytes:
+    return _insn(_CALL, btf_id, _PSEUDO_KFUNC_CALL)
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,11 @@ class ProbeResult:
     """The helper ids the kind may call (of those the kernel has)."""
     last_helper: int
     """The highest helper id this kernel has."""
+    kfuncs: tuple[str, ...] = ()
+    """The kfuncs asked about (that this kernel has) the kind may call."""
+    sleepable_kfuncs: tuple[str, ...] = ()
+    """Of :attr:`kfuncs`, those the kind may call only in a sleepable program (refused as it
+    is)."""
 
 
 @dataclass(frozen=True)
@@ -87,12 +106,12 @@ class _Load:
     kind: ProgramKind
     attach_btf_id: int
 
-    def outcome(self, helper: int | None) -> tuple[bool, str]:
-        """(loaded, log) of the probe program calling *helper* (None: no call)."""
+    def outcome(self, call: bytes = b"") -> tuple[bool, str]:
+        """(loaded, log) of ``CALL; r0 = 0; exit`` (no call: the bare program)."""
         kind = self.kind
         attach = kind.expected_attach_type
         result = prog_load(
-            int(ProgType[kind.prog_type.upper()]), _program(helper), "GPL",
+            int(ProgType[kind.prog_type.upper()]), call + _insn(_MOV_R0_0) + _insn(_EXIT), "GPL",
             expected_attach_type=0 if attach is None else int(AttachType[attach.upper()]),
             log_level=1, log_size=4096, attach_btf_id=self.attach_btf_id,
             prog_flags=BPF_F_SLEEPABLE if kind.sleepable else 0)
@@ -116,7 +135,7 @@ def _loader(kind: ProgramKind) -> _Load | None:
         kind = target
     load = _Load(kind, btf_id)
     try:
-        loaded, _ = load.outcome(None)
+        loaded, _ = load.outcome()
     except EbpfError:
         return None
     return load if loaded else None
@@ -135,17 +154,50 @@ def _last_helper(load: _Load) -> int:
     low, high = 1, 1024
     while low < high:
         mid = (low + high + 1) // 2
-        if _MISSING.search(load.outcome(mid)[1]):
+        if _MISSING.search(load.outcome(_helper_call(mid))[1]):
             high = mid - 1
         else:
             low = mid
     return low
 
 
-def probe_helpers(kinds: dict[str, ProgramKind] | None = None) -> list[ProbeResult]:
-    """Ask the running kernel which helpers each kind may call (root); kinds it cannot load
-    are left out."""
+def kernel_kfuncs() -> list[str]:
+    """The kfuncs this kernel's BTF tags ``bpf_kfunc``, by name (none: an older pahole)."""
+    btf = kernel_btf()
+    return sorted({btf.types[t.type].name for t in btf.types
+                   if t.kind == "decl_tag" and t.name == "bpf_kfunc" and t.type is not None})
+
+
+def known_kfuncs(names: list[str]) -> dict[str, int]:
+    """Of *names*, the kfuncs this kernel has: name -> BTF id."""
+    ids = {}
+    for name in names:
+        found = kernel_type_id(name, "func")
+        if found is not None:
+            ids[name] = found
+    return ids
+
+
+def _kfuncs(load: _Load, ids: dict[str, int]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    allowed, sleeps = [], []
+    for name, btf_id in ids.items():
+        _, log = load.outcome(_kfunc_call(btf_id))
+        refused = _KFUNC_REFUSED.search(log)
+        if refused is not None and refused.group(1) == name:
+            continue
+        allowed.append(name)
+        sleep = _KFUNC_SLEEPS.search(log)
+        if sleep is not None and sleep.group(1) == name:
+            sleeps.append(name)
+    return tuple(allowed), tuple(sleeps)
+
+
+def probe(kinds: dict[str, ProgramKind] | None = None, kfuncs: list[str] | None = None
+          ) -> list[ProbeResult]:
+    """Ask the running kernel which helpers, and which of *kfuncs* (None: none), each kind may
+    call (root); kinds it cannot load are left out."""
     kinds = probe_kinds() if kinds is None else kinds
+    ids = known_kfuncs(kfuncs or [])
     out: list[ProbeResult] = []
     last: int | None = None
     for scope, kind in kinds.items():
@@ -156,11 +208,11 @@ def probe_helpers(kinds: dict[str, ProgramKind] | None = None) -> list[ProbeResu
             last = _last_helper(load)
         allowed = []
         for helper in range(1, last + 1):
-            _, log = load.outcome(helper)
+            _, log = load.outcome(_helper_call(helper))
             refused = _REFUSED.search(log)
             if refused is None or int(refused.group(1)) != helper:
                 allowed.append(helper)
-        out.append(ProbeResult(scope, tuple(allowed), last))
+        out.append(ProbeResult(scope, tuple(allowed), last, *_kfuncs(load, ids)))
     return out
 
 
@@ -178,24 +230,50 @@ def _ranges(ids: tuple[int, ...]) -> str:
     return ",".join(parts)
 
 
+def table(results: list[ProbeResult], kfuncs: list[str]) -> dict[str, object]:
+    """The results as the JSON document :mod:`pytest_ebpf.analysis.helper_types` reads:
+    helper ids and kfuncs (indices into ``kfuncs.names``, the *kfuncs* asked about that the
+    kernel has) as ``1-5,8`` ranges."""
+    names = sorted(known_kfuncs(kfuncs))
+    index = {name: i for i, name in enumerate(names)}
+
+    def ranges_of(kfuncs: tuple[str, ...]) -> str:
+        return _ranges(tuple(sorted(index[k] for k in kfuncs)))
+
+    return {
+        "release": os.uname().release,
+        "last_helper": results[0].last_helper if results else 0,
+        "scopes": {r.scope: _ranges(r.allowed) for r in results},
+        "kfuncs": {"names": names,
+                   "allowed": {r.scope: ranges_of(r.kfuncs) for r in results},
+                   "sleepable": {r.scope: ranges_of(r.sleepable_kfuncs) for r in results
+                                 if r.sleepable_kfuncs}},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print this kernel's table as JSON (the format :mod:`pytest_ebpf.analysis.helper_types`
-    reads)."""
-    del argv
+    """``python -m pytest_ebpf.kernel.typeprobe [--kfuncs A,B] [--scopes A,B]``: print this
+    kernel's table as JSON. ``--kfuncs``: the kfunc names to ask about (default: the ones this
+    kernel's BTF tags); ``--scopes``: only these kinds."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pytest_ebpf.kernel.typeprobe")
+    parser.add_argument("--kfuncs", help="kfunc names, comma-separated")
+    parser.add_argument("--scopes", help="helper scopes to probe, comma-separated")
+    args = parser.parse_args(argv)
+    kinds = probe_kinds()
+    if args.scopes:
+        kinds = {s: k for s, k in kinds.items() if s in args.scopes.split(",")}
     try:
-        results = probe_helpers()
+        kfuncs = args.kfuncs.split(",") if args.kfuncs else kernel_kfuncs()
+        results = probe(kinds, kfuncs)
     except EbpfError as exc:
         print(f"pytest-ebpf: the helper probe failed: {exc}", file=sys.stderr)
         return 1
     if not results:
         print("pytest-ebpf: no kind of program loads here (root is needed)", file=sys.stderr)
         return 1
-    table = {
-        "release": os.uname().release,
-        "last_helper": results[0].last_helper,
-        "scopes": {r.scope: _ranges(r.allowed) for r in results},
-    }
-    print(json.dumps(table, indent=1, sort_keys=True))
+    print(json.dumps(table(results, kfuncs), indent=1, sort_keys=True))
     return 0
 
 

@@ -1,6 +1,7 @@
-/* Helpers a program's type may not call (tests/test_helper_types.py). Each bad_* program calls a
- * helper its kind may not call, and the verifier refuses it before looking at the arguments;
- * its ok_* twin makes the same call from a kind that may. */
+/* Helpers and kfuncs a program's type may not call (tests/test_helper_types.py,
+ * tests/test_vm_profiles.py). Each bad_* program calls a helper or kfunc its kind may not call,
+ * and the verifier refuses it before looking at the arguments; its ok_* twin makes the same call
+ * from a kind that may. xdp_system_key depends on the kernel. */
 #include "obj_bpf.h"
 
 struct bpf_map_def SEC("maps") xsks = {.type = 17 /* BPF_MAP_TYPE_XSKMAP */, .key_size = 4,
@@ -44,5 +45,24 @@ SEC("kprobe/do_nanosleep") int ok_get_stack(void *ctx) { return stack_len(ctx) &
 /* Only XDP programs move the packet's head. */
 SEC("kprobe/do_nanosleep") int bad_adjust_head(void *ctx) { return bpf_xdp_adjust_head(ctx, 0) ? 1 : 0; }
 SEC("xdp") int ok_adjust_head(void *ctx) { return bpf_xdp_adjust_head(ctx, 0) ? 1 : 2; }
+
+/* Kfuncs by program type: the key kfuncs (6.1) are for tracing and LSM programs on 6.1 and 6.12
+ * (6.12 adds tracepoints and perf events); 6.13 opened them to most types, XDP included. */
+struct bpf_key;
+extern struct bpf_key *bpf_lookup_system_key(u64 id) __ksym;
+extern void bpf_key_put(struct bpf_key *key) __ksym;
+
+static __attribute__((always_inline)) int has_system_key(void)
+{
+    struct bpf_key *key = bpf_lookup_system_key(1); /* VERIFY_USE_SECONDARY_KEYRING */
+
+    if (!key)
+        return 0;
+    bpf_key_put(key);
+    return 1;
+}
+SEC("kprobe/do_nanosleep") int bad_kfunc_type(void *ctx) { return has_system_key(); }
+SEC("tp_btf/sched_process_exec") int ok_kfunc_type(u64 *ctx) { return has_system_key() & 0; }
+SEC("xdp") int xdp_system_key(void *ctx) { return has_system_key() ? 2 : 1; }
 
 char _license[] SEC("license") = "GPL";
