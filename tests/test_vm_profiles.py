@@ -8,7 +8,9 @@ script. The objects sit on the rules that differ between the three kernels or ma
 limit:
 
 * frame rounding at 512 bytes (32 before 6.9, 16 with the JIT since) and the x86-64 private
-  stacks of tracing programs (6.13), which a tail call turns off: ``tests/c/prof_stack.c``;
+  stacks of tracing programs (6.13), which a tail call turns off: ``tests/c/prof_stack.c``; and
+  which kprobe-type programs get them on 6.18 (kprobe.multi and kprobe.session only):
+  ``tests/c/vm_kprobe_stack.c``;
 * a subprogram's tail call below and above 256 bytes of stack in the frames above it, the
   frames rounded by the kernel's rule: ``tests/c/vm_tail.c``;
 * a cpu v4 instruction (6.6), and the same source built for v3: ``tests/c/vm_cpu_v4.c``;
@@ -103,6 +105,14 @@ CASES = (
         # private stacks of tracing programs (x86-64, 6.13)
         "tp_304_304": Expect(False, False, True, COMBINED),
         "kprobe_304_304_tail": Expect(False, False, False, COMBINED),
+    }),
+    Case("vm_kprobe_stack", "vm_kprobe_stack.c", (), {
+        # 6.18: private stacks for kprobe.multi and kprobe.session only
+        "kprobe_608": Expect(False, False, False, COMBINED),
+        "kretprobe_608": Expect(False, False, False, COMBINED),
+        "kprobe_multi_608": Expect(False, False, True, COMBINED),
+        "kprobe_session_608": Expect(False, False, True, COMBINED),
+        "uprobe_multi_608": Expect(False, False, False, COMBINED),
     }),
     Case("vm_tail", "vm_tail.c", (), {
         "xdp_tail_216": Expect(True, True, True),

@@ -133,6 +133,15 @@ PRIVATE_STACK_TYPES = frozenset({"kprobe", "tracepoint", "perf_event", "raw_trac
 """Program types whose frames get private stacks (``bpf_enable_priv_stack``); ``tracing``
 programs too, except iterators."""
 
+KPROBE_PRIV_STACK_MULTI_ONLY: Version = (6, 18)
+"""From this release, a ``kprobe``-type program gets private stacks only when it is attached
+through ``kprobe.multi`` or ``kprobe.session`` (:data:`KPROBE_PRIV_STACK_ATTACH`): plain
+kprobes, kretprobes and every uprobe kind add their frames up. Observed on 6.18 (the host of
+``tests/test_vm_profiles.py``, ``tests/c/prof_stack.c``), against the 6.13 rule; the commit is
+not identified, so releases 6.13 to 6.17 keep the 6.13 rule: where unsure, the profile lets a
+program load rather than predict a rejection the kernel may not make."""
+KPROBE_PRIV_STACK_ATTACH = frozenset({"trace_kprobe_multi", "trace_kprobe_session"})
+
 NAMED: tuple[str, ...] = ("5.10", "5.15", "6.1", "6.6", "6.12", "6.18")
 """The named profiles, oldest first."""
 
@@ -204,6 +213,8 @@ class KernelProfile:
         stack on this kernel?"""
         if not self.has("private_stack_x86"):
             return False
+        if prog_type == "kprobe" and self.version >= KPROBE_PRIV_STACK_MULTI_ONLY:
+            return expected_attach_type in KPROBE_PRIV_STACK_ATTACH
         if prog_type in PRIVATE_STACK_TYPES:
             return True
         return prog_type == "tracing" and expected_attach_type != "trace_iter"

@@ -741,10 +741,17 @@ def stack_problems(
         parts = [str(ps.contribution(n)) for n in ps.chain if n not in ps.private]
         private = [n for n in ps.chain if n in ps.private]
         kept = f"; {', '.join(private)} on private stacks" if private else ""
+        # the verifier speaks at the first frame of the chain that takes it over the limit
+        calls, at, depth = len(ps.chain), ps.total, 0
+        for i, n in enumerate(ps.chain):
+            depth += 0 if n in ps.private else ps.contribution(n)
+            if depth > limits.total:
+                calls, at = i + 1, depth
+                break
         out.append(_finding(
             "combined_too_large", prog,
-            f"program {prog.name}: combined stack size of {len(ps.chain)} calls is "
-            f"{ps.total}. Too large{on} ({why}: {' + '.join(parts)} = {ps.total} > "
+            f"program {prog.name}: combined stack size of {calls} calls is "
+            f"{at}. Too large{on} ({why}: {' + '.join(parts)} = {ps.total} > "
             f"{limits.total}{kept}): {_describe(ps.chain, ps.chain_frames)}",
             _MAP_FIX.format(fn=ps.deepest.function.name) + "; or mark small callees "
             "#[inline(always)] so fewer frames are counted",
