@@ -7,7 +7,7 @@ the eBPF crate's ``.cargo/config.toml`` with aya-build's flags, aya 0.14 / aya-e
 
 * ``corpus-ebpf``: the programs of :data:`PROGRAMS` (xdp, classifier, socket_filter, cgroup_skb,
   kprobe, kretprobe, tracepoint, raw_tracepoint, tp_btf, perf_event, fentry, fexit, lsm,
-  cgroup_sock_addr, sk_msg, sock_ops, flow_dissector; three of them rejected by the verifier), the
+  cgroup_sock_addr, sk_msg, sock_ops, flow_dissector; four of them rejected by the verifier), the
   maps of :data:`MAP_TYPES` twice (legacy ``maps`` section and BTF ``.maps``, maps of maps
   only as BTF maps: aya-ebpf 0.2.1 has them only there), and global data in ``.rodata``,
   ``.data`` and ``.bss``;
@@ -23,6 +23,9 @@ verdict is Aya's, and both are the kernel's as :data:`PROGRAMS` says it (a rejec
 line is in both loaders' errors). The maps each loader makes are the same, as the kernel
 reports them, and a per-CPU value comes back through ``MapHandle`` as one value per possible
 CPU (Aya's count).
+
+The static rules judge the same object without loading it, on the profiles of both kernels:
+each rejection foreseen with the verifier's decisive line, no accepted program flagged.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ import pytest
 from kernel_run import run_on
 
 from pytest_ebpf.abi import MapType
+from pytest_ebpf.analysis.profiles import host_profile, named_profile
+from pytest_ebpf.analysis.rules import judge
 from pytest_ebpf.obj.load import load_object
 
 pytestmark = pytest.mark.slow
@@ -70,6 +75,7 @@ class Expect:
 PROGRAMS: dict[str, Expect] = {
     "xdp_pass": Expect("xdp"),
     "xdp_unchecked": Expect("xdp", r"R1 offset is outside of the packet"),
+    "xdp_get_stack": Expect("xdp", r"program of this type cannot use helper bpf_get_stack#67"),
     "tc_count": Expect("classifier"),
     "socket_count": Expect("socket_filter"),
     "cgroup_skb_count": Expect("cgroup_skb"),
@@ -266,6 +272,27 @@ def test_vm_verdict(vm_run: Run, name: str) -> None:
 def test_every_program_has_a_verdict(host_run: Run, vm_run: Run) -> None:
     for run in (host_run, vm_run):
         assert set(run.native) == set(run.aya) == set(PROGRAMS), run.kernel
+
+
+@pytest.mark.parametrize("kernel", ["host", VM_KERNEL])
+def test_the_rules_foresee_the_verdicts(corpus: Corpus, kernel: str) -> None:
+    """Without loading, every rule on the kernel's profile: a program the kernel rejects gets an
+    error whose reason or message has the verifier's decisive line; no other program gets one
+    (fentry, fexit and lsm load in the VM; the host's refusal of them is not the verifier's)."""
+    profile = host_profile() if kernel == "host" else named_profile(kernel)
+    verdicts = {v.program.name: v for v in judge(load_object(corpus.object), [profile])}
+    assert set(verdicts) == set(PROGRAMS)
+    wrong = []
+    for name, expect in sorted(PROGRAMS.items()):
+        errors = verdicts[name].errors(profile)
+        said = [(f.check, f.reason or f.message) for f in errors]
+        if expect.rejects is None and errors:
+            wrong.append(f"{name}: the kernel loads it; the rules say {said}")
+        elif expect.rejects is not None and not any(
+                re.search(expect.rejects, f.reason) or re.search(expect.rejects, f.message)
+                for f in errors):
+            wrong.append(f"{name}: the kernel says /{expect.rejects}/; the rules say {said}")
+    assert not wrong, "\n".join(wrong)
 
 
 # --- maps -----------------------------------------------------------------------------------------

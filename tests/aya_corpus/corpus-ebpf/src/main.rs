@@ -1,9 +1,10 @@
 //! A corpus of Aya programs: one per program kind aya-ebpf 0.2.1 has a macro for (of those the
 //! suite checks), each using at least one map, so that every map kind (legacy `maps` section and
-//! BTF `.maps`) and the global data sections are created by both loaders. Three programs are
+//! BTF `.maps`) and the global data sections are created by both loaders. Four programs are
 //! meant to be rejected by the verifier: `xdp_unchecked` (packet read without a bounds check),
-//! `kprobe_null` (a map value dereferenced without a NULL check) and `kprobe_deep_stack` (640
-//! bytes of combined stack over a BPF-to-BPF call).
+//! `kprobe_null` (a map value dereferenced without a NULL check), `kprobe_deep_stack` (640
+//! bytes of combined stack over a BPF-to-BPF call) and `xdp_get_stack` (a helper XDP programs
+//! may not call).
 //!
 //! Attach targets (corpus-ref passes the same ones to Aya): fentry/fexit `vfs_read`, lsm
 //! `file_open`, tp_btf `sched_process_exec`.
@@ -116,6 +117,21 @@ pub fn xdp_pass(ctx: XdpContext) -> u32 {
 pub fn xdp_unchecked(ctx: XdpContext) -> u32 {
     let first = unsafe { read_volatile(ctx.data() as *const u8) };
     if first == 0xff { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS }
+}
+
+/// Rejected: XDP programs may not read the kernel's stack (`bpf_get_stack` is for tracing).
+#[xdp]
+pub fn xdp_get_stack(ctx: XdpContext) -> u32 {
+    let mut frames = [0u64; 4];
+    let n = unsafe {
+        aya_ebpf::helpers::generated::bpf_get_stack(
+            ctx.as_ptr(),
+            frames.as_mut_ptr().cast(),
+            core::mem::size_of_val(&frames) as u32,
+            0,
+        )
+    };
+    if n > 0 { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS }
 }
 
 #[classifier]
