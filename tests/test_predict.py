@@ -19,6 +19,7 @@ import pytest
 from pytest_ebpf.analysis.profiles import host_profile, named_profile
 from pytest_ebpf.analysis.rules import judge, rule
 from pytest_ebpf.kernel import bpf as kernel
+from pytest_ebpf.kernel.bpftool import bpftool_path
 from pytest_ebpf.kernel.loader import load_all
 from pytest_ebpf.obj.load import load_object
 from pytest_ebpf.obj.model import EbpfObject
@@ -145,6 +146,19 @@ def test_the_kernel_refuses_the_global_functions(global_obj: EbpfObject) -> None
                 "Caller passes invalid args into func#"), r.error
         else:
             assert r.loaded, (prog, r.error)
+
+
+@needs_root
+@pytest.mark.skipif(bpftool_path() is None, reason="bpftool is not installed")
+def test_libbpf_judges_the_global_functions_as_the_native_loader(global_obj: EbpfObject) -> None:
+    """libbpf (through bpftool) as the outside truth, program by program: it too makes a hidden
+    global function static (``ok_hidden`` loads), and refuses the others as the kernel does."""
+    verdicts = {}
+    for loader in ("native", "bpftool"):
+        with load_all(global_obj, loader=loader) as loaded:
+            verdicts[loader] = {r.program: r.loaded for r in loaded.results.values()}
+    assert verdicts["native"] == verdicts["bpftool"]
+    assert verdicts["native"]["ok_hidden"] and not verdicts["native"]["bad_void_arg"]
 
 
 def test_findings_carry_where_and_how(pred_objects: dict[str, EbpfObject]) -> None:

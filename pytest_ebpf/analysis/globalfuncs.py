@@ -23,8 +23,10 @@ func#N ('name')" (the decisive line). What it takes, by release:
 Not judged (nothing said): arguments with an ``arg:`` BTF decl tag (6.8+: ``arg:ctx``,
 ``arg:nonnull``...), pointers on kernels before 5.12 in program types whose context name this
 module does not know, and the entry function (the kernel gives it the context whatever its
-prototype says). ``memset``/``memcpy``/``memmove``/``memcmp`` are made static by aya-obj and by
-the native loader (``pytest_ebpf.kernel.link.BUILTIN_FUNCTIONS``) before loading: never judged.
+prototype says). Functions the loaders make static before loading are never judged:
+``memset``/``memcpy``/``memmove``/``memcmp`` (aya-obj and the native loader) and global
+functions of hidden visibility (libbpf and the native loader):
+:attr:`~pytest_ebpf.obj.model.Function.loaded_static`.
 """
 
 from __future__ import annotations
@@ -35,10 +37,7 @@ from pytest_ebpf.analysis.profiles import KernelProfile
 from pytest_ebpf.obj.btf import Btf, BtfType
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
 
-__all__ = ["BUILTIN_FUNCTIONS", "CTX_STRUCTS", "global_function_findings"]
-
-BUILTIN_FUNCTIONS = frozenset({"memset", "memcpy", "memmove", "memcmp"})
-"""Made static before loading (aya-obj; ``pytest_ebpf.kernel.link`` does the same)."""
+__all__ = ["CTX_STRUCTS", "global_function_findings"]
 
 POINTER_ARGS = (5, 12)
 """e5069b9c23b3 "bpf: Support pointers in global func args": pointers to sized types."""
@@ -157,7 +156,7 @@ def global_function_findings(obj: EbpfObject, prog: Program,
         return []  # without func_info the kernel verifies every function in its caller
     out: list[Finding] = []
     for callee, caller in _called(prog).values():
-        if callee.name in BUILTIN_FUNCTIONS:
+        if callee.loaded_static:
             continue
         func = btf.find(callee.name, "func")
         if func is None or func.linkage != "global":

@@ -38,9 +38,9 @@ from pytest_ebpf.obj.btf_edit import (
 )
 from pytest_ebpf.obj.btf_ext import CoreRelo, raw_line_info
 from pytest_ebpf.obj.elf import ElfImage
-from pytest_ebpf.obj.model import EbpfObject, Function, Program
+from pytest_ebpf.obj.model import BUILTIN_FUNCTIONS, EbpfObject, Function, Program
 
-__all__ = ["BUILTIN_FUNCTIONS", "CoreInputs", "Extras", "LinkError", "LinkedProgram",
+__all__ = ["CoreInputs", "Extras", "LinkError", "LinkedProgram",
            "extras_from_image", "fix_btf", "link_program", "read_extras"]
 
 _INSN = 8
@@ -88,12 +88,6 @@ def extras_from_image(obj: EbpfObject, image: ElfImage) -> Extras:
 
 # --- BTF fix-ups --------------------------------------------------------------------------------
 
-BUILTIN_FUNCTIONS = frozenset({"memset", "memcpy", "memmove", "memcmp"})
-"""Compiler builtins Rust leaves as global functions; aya-obj makes them static in the BTF, so
-the kernel verifies them in their callers' context (as a global function, ``memset`` returns a
-pointer: "Global function memset() doesn't return scalar")."""
-
-
 def fix_btf(btf_raw: bytes, image: ElfImage,
             kconfig: tuple[Mapping[str, KconfigVar], int] | None = None
             ) -> tuple[bytes, list[str]]:
@@ -101,7 +95,8 @@ def fix_btf(btf_raw: bytes, image: ElfImage,
     sections and variable offsets from their symbols
     (:func:`~pytest_ebpf.obj.btf_edit.datasec_layout`; the ``.kconfig`` DATASEC from
     *kconfig*, the layout of :func:`~pytest_ebpf.kernel.kconfig.kconfig_layout`, its VARs made
-    global allocated), the compiler builtins of :data:`BUILTIN_FUNCTIONS` and the kfunc
+    global allocated), the compiler builtins of
+    :data:`~pytest_ebpf.obj.model.BUILTIN_FUNCTIONS`, hidden global functions and the kfunc
     declarations made static, the ``.ksyms`` members made ``int`` VAR slots. Returns the new
     blob and remarks (one per builtin made static); :class:`ObjectError` when it is malformed
     or a size or offset does not fit a DATASEC's u32."""
@@ -121,6 +116,12 @@ def fix_btf(btf_raw: bytes, image: ElfImage,
     blob, made_static = static_functions(btf, BUILTIN_FUNCTIONS, blob)
     notes = [f"{name}() made static in the BTF, as aya-obj does (the kernel verifies a "
              "global function alone; compiler builtins break that)" for name in made_static]
+    # global functions of hidden (or internal) visibility, as libbpf does (C's __hidden)
+    hidden = {s.name for s in image.symbols if s.type == "func" and s.defined
+              and s.bind in ("global", "weak") and s.visibility in ("hidden", "internal")}
+    blob, made_static = static_functions(btf, hidden - BUILTIN_FUNCTIONS, blob)
+    notes += [f"{name}() made static in the BTF, as libbpf does for a hidden global function"
+              for name in made_static]
     # kfunc declarations: the kernel's BTF_LOAD knows no "extern" linkage (libbpf rewrites
     # them too); the calls name the kernel's own BTF ids
     externs = {t.name for t in btf.types if t.kind == "func" and t.linkage == "extern"}

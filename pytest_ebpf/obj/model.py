@@ -21,6 +21,7 @@ from pytest_ebpf.obj.isa import Insn, decode, decode_at, second_slots
 from pytest_ebpf.obj.progtypes import ProgramKind
 
 __all__ = [
+    "BUILTIN_FUNCTIONS",
     "CallKind",
     "CallSite",
     "DataSection",
@@ -104,6 +105,12 @@ class Reference:
     """The section holding the target (the map section, data section or code section)."""
 
 
+BUILTIN_FUNCTIONS = frozenset({"memset", "memcpy", "memmove", "memcmp"})
+"""Compiler builtins Rust leaves as global functions; aya-obj makes them static in the BTF, so
+the kernel verifies them in their callers' context (as a global function, ``memset`` returns a
+pointer: "Global function memset() doesn't return scalar")."""
+
+
 @dataclass(frozen=True)
 class Function:
     """A function: a ``FUNC`` symbol's byte range ``[value, value + size)`` in its section."""
@@ -129,6 +136,13 @@ class Function:
     """True when the symbol has hidden (or internal) visibility."""
     byteorder: Literal["little", "big"] = "little"
     """The byte order of :attr:`code`."""
+
+    @property
+    def loaded_static(self) -> bool:
+        """Loaders make it static in the BTF, so the kernel verifies it in its callers' context,
+        not alone against its prototype: a compiler builtin (aya-obj, :data:`BUILTIN_FUNCTIONS`)
+        or a global function of hidden or internal visibility (libbpf; C's ``__hidden``)."""
+        return self.name in BUILTIN_FUNCTIONS or (self.global_ and self.hidden)
 
     @cached_property
     def insns(self) -> tuple[Insn, ...]:

@@ -81,4 +81,13 @@ SEC("socket") int ok_static(struct __sk_buff *skb)
     return static_void_arg(&v);
 }
 
+/* a global function of hidden visibility (libbpf's __hidden, as usdt.bpf.h's bpf_usdt_arg):
+ * loaders make it static, so the kernel verifies it in its caller's context too */
+__attribute__((visibility("hidden"))) __noinline int hidden_void_arg(void *p) { return p != 0; }
+SEC("socket") int ok_hidden(struct __sk_buff *skb)
+{
+    u64 v = skb->len;
+    return hidden_void_arg(&v);
+}
+
 char _license[] SEC("license") = "GPL";
