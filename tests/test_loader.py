@@ -102,6 +102,13 @@ def our_pin_dirs() -> list[str]:
     return sorted(p.name for p in BPFFS.iterdir() if p.name.startswith(mine))
 
 
+@pytest.fixture
+def pin_dirs_before() -> list[str]:
+    """This process's pin directories before the test: an earlier test of the same worker may
+    hold its session's (maps pinned by name live as long as the session)."""
+    return our_pin_dirs()
+
+
 # --- packets ------------------------------------------------------------------------------------
 
 
@@ -179,12 +186,13 @@ def test_example_lock_blocks_listed_sources(example: EbpfObject) -> None:
 
 
 @needs_bpftool
-def test_example_through_bpftool_is_refused_by_libbpf(example: EbpfObject) -> None:
+def test_example_through_bpftool_is_refused_by_libbpf(example: EbpfObject,
+                                                      pin_dirs_before: list[str]) -> None:
     with load_all(example, loader="bpftool") as loaded:
         for res in loaded.results.values():
             assert not res.loaded and res.loader == "bpftool"
             assert res.error is not None and "legacy map definitions" in res.error
-    assert our_pin_dirs() == []
+    assert our_pin_dirs() == pin_dirs_before
 
 
 # --- C objects through both loaders -------------------------------------------------------------
@@ -438,28 +446,31 @@ def test_percpu_values(example: EbpfObject) -> None:
 
 
 @pytest.mark.parametrize("loader", LOADERS)
-def test_nothing_left_after_close(globals_obj: EbpfObject, loader: str) -> None:
+def test_nothing_left_after_close(globals_obj: EbpfObject, loader: str,
+                                  pin_dirs_before: list[str]) -> None:
     loaded = load_all(globals_obj, loader=loader)
     ids = loaded.prog_ids
     assert len(ids) == 2 and set(ids) <= set(k.prog_ids())
     loaded.close()
     loaded.close()  # idempotent
     assert not wait_unloaded(ids)
-    assert our_pin_dirs() == []
+    assert our_pin_dirs() == pin_dirs_before
 
 
 @pytest.mark.parametrize("loader", LOADERS)
-def test_nothing_left_after_exception(globals_obj: EbpfObject, loader: str) -> None:
+def test_nothing_left_after_exception(globals_obj: EbpfObject, loader: str,
+                                      pin_dirs_before: list[str]) -> None:
     ids: tuple[int, ...] = ()
     with pytest.raises(RuntimeError, match="boom"), load_all(globals_obj, loader=loader) as lo:
         ids = lo.prog_ids
         assert len(ids) == 2
         raise RuntimeError("boom")
     assert not wait_unloaded(ids)
-    assert our_pin_dirs() == []
+    assert our_pin_dirs() == pin_dirs_before
 
 
-def test_bpftool_pins_live_in_a_private_directory(globals_obj: EbpfObject) -> None:
+def test_bpftool_pins_live_in_a_private_directory(globals_obj: EbpfObject,
+                                                   pin_dirs_before: list[str]) -> None:
     if bpftool_path() is None:
         pytest.skip("bpftool is not installed")
     with load_all(globals_obj, loader="bpftool"):
@@ -468,10 +479,12 @@ def test_bpftool_pins_live_in_a_private_directory(globals_obj: EbpfObject) -> No
         assert re.fullmatch(rf"pytest-ebpf-{os.getpid()}-{worker}-[0-9a-f]{{16}}", root.name)
         pins = sorted(p.name for p in root.rglob("*") if p.is_file())
         assert {"prog_a", "prog_b", "counts"} <= set(pins)
-    assert not root.exists()
+    assert root.exists() == (root.name in pin_dirs_before)  # gone, unless it held pins before
+    assert our_pin_dirs() == pin_dirs_before
 
 
-def test_native_pin_dir(globals_obj: EbpfObject, tmp_path: Path) -> None:
+def test_native_pin_dir(globals_obj: EbpfObject, tmp_path: Path,
+                        pin_dirs_before: list[str]) -> None:
     pin_dir = session_pin_dir() / "explicit"
     with load_all(globals_obj, loader="native", pin_dir=pin_dir) as loaded:
         assert (pin_dir / "prog_a").exists() and (pin_dir / "maps" / "counts").exists()
@@ -480,7 +493,7 @@ def test_native_pin_dir(globals_obj: EbpfObject, tmp_path: Path) -> None:
         assert k.prog_info(fd).id == loaded.results["prog_a"].prog_id
         fd.close()
     assert not pin_dir.exists()
-    assert our_pin_dirs() == []
+    assert our_pin_dirs() == pin_dirs_before
 
 
 # --- Aya-style BTF maps and BTF fix-ups ---------------------------------------------------------
