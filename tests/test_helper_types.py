@@ -1,4 +1,5 @@
-"""The rule helper_types: helpers a program's kind may not call, from the probed helper tables
+"""The rules helper_types and context: helpers and kfuncs a program's kind may not call, and
+context accesses it may not make, from the probed tables
 (:mod:`pytest_ebpf.analysis.helper_types`).
 
 The kernels' own verdicts on ``tests/c/pred_helpers.c`` (6.1 and 6.12 in VMs, the host) and the
@@ -84,6 +85,30 @@ def test_a_kfunc_the_kernel_does_not_have(compile_c: CompileC) -> None:
                judge(obj, [named_profile("6.12")], [rule("features")]))
 
 
+CTX_BAD = {"bad_write_mark": "invalid bpf_context access off=8 size=4",
+           "bad_wide_len": "invalid bpf_context access off=0 size=8",
+           "bad_past_regs": "invalid bpf_context access off=168 size=8",
+           "bad_tp_common": "invalid bpf_context access off=0 size=8"}
+
+
+@pytest.mark.parametrize("kernel", ["5.10", "6.1", "6.6", "6.12", "6.18"])
+def test_context_accesses_the_kind_may_not_make(compile_c: CompileC, kernel: str) -> None:
+    """The rule context, at the accesses the abstract interpreter reaches: each bad program's
+    one refused access, in the kernel's words; none in the twins."""
+    obj = load_object(compile_c((C_DIR / "pred_ctx.c").read_text(), "pred_ctx"))
+    verdicts = judge(obj, [named_profile(kernel)], [rule("context")])
+    assert {v.program.name: [(f.check, f.reason) for f in v.findings] for v in verdicts} == {
+        **{p: [("ctx_field", line)] for p, line in CTX_BAD.items()},
+        **{p.replace("bad_", "ok_"): [] for p in CTX_BAD}}
+    (f,) = next(v for v in verdicts if v.program.name == "bad_write_mark").findings
+    assert "a 4-byte store to the context at offset 8" in f.message and ".c:" in f.message
+    assert "socket_filter programs may not make it" in f.message
+    assert f.fix.startswith("use the context's fields as the program type has them (it takes "
+                            "no store at offset 8")
+    (f,) = next(v for v in verdicts if v.program.name == "bad_wide_len").findings
+    assert "at offset 0 it takes loads of 1 or 2 or 4 bytes" in f.fix
+
+
 def test_the_attach_type_decides_not_only_the_program_type(helpers_obj: EbpfObject) -> None:
     """bpf_bind: cgroup/connect4 may call it, cgroup/bind4 (the same program type) may not."""
     bind4, connect4 = helpers_obj.program("bad_bind"), helpers_obj.program("ok_bind")
@@ -162,10 +187,11 @@ def test_no_finding_on_anything_else_the_suite_builds(
     profiles = [named_profile(k) for k in ("5.10", "6.1", "6.6", "6.12", "6.18")]
     objects = [(src.stem, compile_c(src.read_text(), src.stem, *FLAGS.get(src.stem, ())))
                for src in sorted(C_DIR.glob("*.c"))
-               if src.stem not in ("pred_helpers", "pred_kfuncs")]
+               if src.stem not in ("pred_helpers", "pred_kfuncs", "pred_ctx")]
     objects.append(("example", example_object("bpfel-unknown-none")))
     alarms = [(name, v.program.name, f.kernel, f.reason)
               for name, path in objects
-              for v in judge(load_object(path), profiles, [rule("helper_types")])
+              for v in judge(load_object(path), profiles,
+                             [rule("helper_types"), rule("context")])
               for f in v.findings]
     assert alarms == []

@@ -17,9 +17,11 @@ limit:
 * kfuncs by release: the numbers iterator (6.4) and the RCU read lock (6.2), not in 6.1, and the
   key kfuncs of tracing programs (6.1), in all three: ``tests/c/vm_kfuncs.c``;
 * helpers a program's type (and attach type) may not call, refused before anything else with the
-  wording of the release (``unknown func`` before 6.10): ``tests/c/pred_helpers.c``; and the
-  helper tables themselves (:mod:`pytest_ebpf.analysis.helper_types`), each equal to what its
-  kernel answers when asked again (:mod:`pytest_ebpf.kernel.typeprobe`, in the same run);
+  wording of the release (``unknown func`` before 6.10): ``tests/c/pred_helpers.c``; context
+  accesses a kind may not make: ``tests/c/pred_ctx.c``; and the helper tables themselves
+  (:mod:`pytest_ebpf.analysis.helper_types`), each equal to what its kernel answers when asked
+  again (:mod:`pytest_ebpf.kernel.typeprobe`, in the same run; the context of a sample of
+  kinds, ``vm_verify.CTX_SCOPES``);
 * the instruction limit at exactly 1,000,000 (loads, every instruction processed once) and
   1,000,001 (E2BIG): ``tests/c/vm_insns.c``, on the host only. The limit is the same on all
   three kernels (1M since 5.2), and under TCG the pair costs about 185 s per kernel (measured:
@@ -65,6 +67,7 @@ CPU_V4 = r"BPF_LDX uses reserved fields"
 NO_KFUNC = r"this kernel has no kernel function (bpf_\w+) in its BTF"
 E2BIG = r"E2BIG"
 HELPER = r"(?:program of this type cannot use helper|unknown func) bpf_\w+#\d+"
+CTX = r"invalid bpf_context access off=\d+ size=\d+"
 KFUNC = r"calling kernel function bpf_\w+ is not allowed"
 SLEEP = r"program must be sleepable to call sleepable kfunc bpf_\w+"
 
@@ -139,6 +142,12 @@ CASES = (
         "bad_kfunc_type": Expect(False, False, False, KFUNC),
         "ok_kfunc_type": Expect(True, True, True),
         "xdp_system_key": Expect(False, False, True, KFUNC),
+    }),
+    Case("pred_ctx", "pred_ctx.c", (), {
+        **{f"bad_{n}": Expect(False, False, False, CTX)
+           for n in ("write_mark", "wide_len", "past_regs", "tp_common")},
+        **{f"ok_{n}": Expect(True, True, True)
+           for n in ("write_mark", "wide_len", "past_regs", "tp_common")},
     }),
     Case("pred_kfuncs", "pred_kfuncs.c", (), {  # 6.1 has no bpf_copy_from_user_str
         "bad_sleep_kfunc": Expect(False, False, False, SLEEP),
@@ -252,7 +261,8 @@ def _unexpected(run: KernelRun) -> list[str]:
 
 CHECKS = {COMBINED: "stack_combined_too_large", TAIL: "stack_tail_call_stack",
           CPU_V4: "cpu_v4_insn", NO_KFUNC: "kfunc_unavailable", E2BIG: "too_many_instructions",
-          HELPER: "helper_not_allowed", KFUNC: "kfunc_not_allowed", SLEEP: "kfunc_sleepable"}
+          HELPER: "helper_not_allowed", KFUNC: "kfunc_not_allowed", SLEEP: "kfunc_sleepable",
+          CTX: "ctx_field"}
 """The kernel's decisive line -> the profile's finding for it."""
 
 
@@ -272,7 +282,7 @@ def _other_reasons(run: KernelRun, objects: dict[str, Path]) -> list[str]:
                 continue  # a wrong verdict or reason is reported by the others
             quoted = f"kfunc {said.group(1)}" if why == NO_KFUNC else said.group(0)
             found = [f for f in v.errors(profile) if f.check == CHECKS[why]]
-            if not found or (why in (COMBINED, TAIL, NO_KFUNC, HELPER, KFUNC, SLEEP)
+            if not found or (why in (COMBINED, TAIL, NO_KFUNC, HELPER, KFUNC, SLEEP, CTX)
                              and not any(quoted in f.message for f in found)):
                 out.append(f"{case.name}:{v.program.name} on {run.kernel}: the kernel says "
                            f"{line!r}; the profile {profile.label} says "
@@ -307,6 +317,16 @@ def _table_differences(run: KernelRun) -> list[str]:
             missing = "no entry" if theirs is None else sorted(theirs - (mine or set()))
             out.append(f"{what} of {scope}: only the table allows {extra}; only the kernel "
                        f"allows {missing}")
+    for scope, access in run.helpers["ctx"].items():  # the kinds vm_verify.CTX_SCOPES names
+        mine_ctx = table.ctx.get(scope)
+        if mine_ctx is None:
+            out.append(f"context of {scope}: the table has no entry")
+            continue
+        for key, offsets in access.items():
+            if mine_ctx.get(key) != frozenset(offsets):
+                out.append(f"context {key} of {scope}: only the table allows "
+                           f"{sorted(mine_ctx.get(key, set()) - set(offsets))}; only the "
+                           f"kernel allows {sorted(set(offsets) - mine_ctx.get(key, set()))}")
     return out
 
 

@@ -98,6 +98,9 @@ class AbsintResult:
     """Why the analysis stopped before exploring every path (state or time cap), else None."""
     states: int
     """Instructions interpreted, over all paths."""
+    ctx_accesses: tuple[tuple[Insn, int, int, bool], ...] = ()
+    """(instruction, offset, size, store) of each context access the walk reached (outside
+    XDP, whose context the interpreter judges itself), first instruction per access."""
 
 
 def analyse_program(obj: EbpfObject, prog: Program, *, max_states: int = DEFAULT_MAX_STATES,
@@ -126,6 +129,7 @@ class _Interp(Machine):
         self.steps = 0
         self.next_id = 0
         self.found: dict[tuple[int, str], Problem] = {}
+        self.ctx_seen = {}
         self.pkt = prog.prog_type in _PKT_PROGS
         self.ret_range = return_range(prog)
 
@@ -153,8 +157,10 @@ class _Interp(Machine):
         except _GiveUp as why:
             return AbsintResult((), str(why), self.steps)
         problems = sorted(self.found.values(), key=lambda p: p.insn.index)
+        accesses = tuple(sorted(((i, *k) for k, i in self.ctx_seen.items()),
+                                key=lambda a: (a[0].index, a[1], a[2], a[3])))
         return AbsintResult(tuple(finding(self.obj, self.prog, self.fn, p) for p in problems),
-                            None, self.steps)
+                            None, self.steps, accesses)
 
     def path(self, pc: int, st: State) -> list[tuple[int, State]]:
         """Run one path from *pc* until it forks (the successors), ends or stops."""

@@ -98,6 +98,9 @@ class Machine:
     obj: EbpfObject
     prog: Program
     next_id: int
+    ctx_seen: dict[tuple[int, int, bool], Insn]
+    """(offset, size, store) -> the first load or store through the unmoved context pointer
+    that makes it, outside XDP (the kernel-dependent rule ``context`` judges them)."""
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -241,6 +244,8 @@ class Machine:
             if kind is not None:
                 return Ptr(kind)  # type: ignore[arg-type]
             return OPAQUE if off == 8 else unknown(32)
+        if insn.cls in ("ldx", "stx"):
+            self.ctx_seen.setdefault((off, size, write), insn)
         if self.prog.prog_type in ("sched_cls", "sched_act") and not write and size == 4:
             kind = _SKB_PTRS.get(off)
             if kind is not None:

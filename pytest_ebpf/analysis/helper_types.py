@@ -1,4 +1,5 @@
-"""Which helpers and kfuncs a program may call, by its kind and the kernel: the helper tables.
+"""Which helpers and kfuncs a program may call, and which context fields it may touch, by its
+kind and the kernel: the helper tables.
 
 The kernel gives each program type its own set of helpers (``get_func_proto``), narrowed or
 widened by the expected attach type and by whether the program may sleep, and the sets grow
@@ -8,7 +9,9 @@ A call outside the set is refused before anything else is checked:
 ``unknown func bpf_redirect_map#51``). Kfuncs likewise, by the sets each kfunc is registered in
 (``register_btf_kfunc_id_set`` per program type, with filters): ``calling kernel function
 bpf_task_acquire is not allowed``; and a sleepable kfunc in a program that may not sleep:
-``program must be sleepable to call sleepable kfunc bpf_copy_from_user_str``.
+``program must be sleepable to call sleepable kfunc bpf_copy_from_user_str``. And the context:
+which offsets a kind may load and store, at which sizes (``invalid bpf_context access off=8
+size=4`` otherwise; the layouts grow with the releases).
 
 The sets are not read from kernel sources: they are what real kernels answered
 (:mod:`pytest_ebpf.kernel.typeprobe`, one JSON file per release in ``helper_tables/``, written
@@ -64,6 +67,11 @@ class HelperTable:
     """Scope -> the kfuncs of :attr:`kfunc_names` it may call."""
     sleepable_kfuncs: dict[str, frozenset[str]] = field(default_factory=dict)
     """Scope -> the kfuncs it may call only when the program may sleep."""
+    ctx_limit: int = 0
+    """Context offsets below it were probed."""
+    ctx: dict[str, dict[str, frozenset[int]]] = field(default_factory=dict)
+    """Scope -> ``r4`` (4-byte loads), ``w8`` (8-byte stores)... -> the offsets the kernel
+    lets it access in its context."""
 
     @property
     def label(self) -> str:
@@ -90,6 +98,14 @@ class HelperTable:
         """Is *name* refused to *scope* because the program may not sleep?"""
         return name in self.sleepable_kfuncs.get(scope, ())
 
+    def ctx_refuses(self, scope: str, off: int, size: int, write: bool) -> bool | None:
+        """Does the kernel refuse a *size*-byte load (store) at *off* in the context of the
+        kind *scope* (``invalid bpf_context access``)? None: this table cannot say."""
+        valid = self.ctx.get(scope, {}).get(f"{'w' if write else 'r'}{size}")
+        if valid is None or not 0 <= off < self.ctx_limit:
+            return None
+        return off not in valid
+
     def scopes_allowing_kfunc(self, name: str) -> list[str]:
         return [scope for scope, allowed in self.kfuncs.items()
                 if name in allowed and name not in self.sleepable_kfuncs.get(scope, ())]
@@ -113,11 +129,15 @@ def _read(path: Path) -> HelperTable:
         def named(ranges: dict[str, str]) -> dict[str, frozenset[str]]:
             return {k: frozenset(names[i] for i in _ids(v)) for k, v in ranges.items()}
 
+        ctx = raw["ctx"]
         return HelperTable(release=str(raw["release"]), version=(major, minor),
                            last_helper=int(raw["last_helper"]),
                            scopes={k: _ids(v) for k, v in raw["scopes"].items()},
                            kfunc_names=frozenset(names), kfuncs=named(kf["allowed"]),
-                           sleepable_kfuncs=named(kf["sleepable"]))
+                           sleepable_kfuncs=named(kf["sleepable"]),
+                           ctx_limit=int(ctx["limit"]),
+                           ctx={scope: {k: _ids(v) for k, v in access.items()}
+                                for scope, access in ctx["scopes"].items()})
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         why = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
         raise HelperTableError(f"the helper table {path} cannot be read ({why}); fix: "

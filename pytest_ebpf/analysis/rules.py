@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pytest_ebpf.abi import Helper, ProgType
 from pytest_ebpf.analysis import checks
-from pytest_ebpf.analysis.absint import analyse_program
+from pytest_ebpf.analysis.absint import AbsintResult, analyse_program
 from pytest_ebpf.analysis.absint_report import CHECKS
 from pytest_ebpf.analysis.budgets import Budget
 from pytest_ebpf.analysis.findings import Finding
@@ -32,6 +32,7 @@ from pytest_ebpf.analysis.stack import ProgramStack, profile_stack, stack_proble
 from pytest_ebpf.obj.helpers import helper_name
 from pytest_ebpf.obj.isa import Insn
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
+from pytest_ebpf.obj.progtypes import BTF_CTX_TYPES
 
 __all__ = ["RULES", "Context", "ProgramVerdict", "Rule", "evaluate", "judge", "rule", "rule_ids"]
 
@@ -48,6 +49,15 @@ class Context:
     _stack: ProgramStack | None = None
     _func_info: list[Finding] | None = None
     _flow: ProgramFlow | None = None
+    _shared: dict[str, AbsintResult] = field(default_factory=dict)
+    """Kernel-independent results of this program, shared by its contexts of every profile."""
+
+    @property
+    def absint(self) -> AbsintResult:
+        """The abstract interpreter's walk of the program (once for every profile)."""
+        if "absint" not in self._shared:
+            self._shared["absint"] = analyse_program(self.obj, self.prog)
+        return self._shared["absint"]
 
     @property
     def stack(self) -> ProgramStack:
@@ -303,6 +313,40 @@ def _helper_types(ctx: Context) -> list[Finding]:
     return out
 
 
+def _context(ctx: Context) -> list[Finding]:
+    """Context loads and stores the kernel refuses to the program's kind (outside XDP, which
+    memory_safety judges): the probed tables, at the accesses the abstract interpreter reached."""
+    profile, prog = ctx.profile, ctx.prog
+    table = table_for(profile)
+    if table is None or prog.prog_type == "xdp" or prog.prog_type in BTF_CTX_TYPES:
+        return []
+    scope = prog.kind.helper_scope
+    probed = "" if table.version == profile.version else f" (as on {table.label})"
+    out: list[Finding] = []
+    for insn, off, size, write in ctx.absint.ctx_accesses:
+        if table.ctx_refuses(scope, off, size, write) is not True:
+            continue
+        line = f"invalid bpf_context access off={off} size={size}"
+        verb = "store to" if write else "load from"
+        fits = [n for n in (1, 2, 4, 8) if table.ctx_refuses(scope, off, n, write) is False]
+        there = (f"at offset {off} it takes {verb.split()[0]}s of "
+                 f"{' or '.join(str(n) for n in fits)} bytes" if fits else
+                 f"it takes no {verb.split()[0]} at offset {off}")
+        src = checks.source_line(ctx.obj, prog.entry, insn)
+        at = f", at {src}" if src else ""
+        out.append(Finding(
+            check="ctx_field", rule="context", program=prog.name, function=prog.entry.name,
+            insn=insn, kernel=profile.label, reason=line,
+            message=(f"program {prog.name}: a {size}-byte {verb} the context at offset {off} "
+                     f"in {prog.entry.name} ({prog.entry.section}){at}: {_scope_words(scope)} "
+                     f"programs may not make it on {profile.label}{probed}; the verifier says "
+                     f"\"{line}\""),
+            fix=(f"use the context's fields as the program type has them ({there}; C: the "
+                 "fields of its context struct, e.g. struct __sk_buff; Aya: the context's "
+                 "accessors); what it may not write, keep in a map")))
+    return out
+
+
 def _budget(ctx: Context) -> list[Finding]:
     out: list[Finding] = []
     prog = ctx.prog
@@ -332,7 +376,7 @@ def _budget(ctx: Context) -> list[Finding]:
 
 
 def _memory_safety(ctx: Context) -> list[Finding]:
-    result = analyse_program(ctx.obj, ctx.prog)
+    result = ctx.absint
     found = list(result.findings)
     if result.gave_up is not None:
         found.append(Finding(
@@ -399,6 +443,11 @@ RULES: tuple[Rule, ...] = (
          "kernels (6.1, 6.12, 6.18); the nearest newer table judges a release without one",
          True, "call only the helpers and kfuncs the program type has", _helper_types,
          ("helper_not_allowed", "kfunc_not_allowed", "kfunc_sleepable")),
+    Rule("context", "loads and stores through the context pointer are ones the program's "
+         "kind may make on the kernel (which fields, at which sizes, which writable): tables "
+         "probed from real kernels, at the accesses the abstract interpreter reaches (XDP: "
+         "memory_safety)", True, "use the context's fields at their sizes", _context,
+         ("ctx_field",)),
     Rule("budget", "the project's own budgets (stack, instructions) from Cargo.toml metadata "
          "or the ini", True, "shrink the program or raise the budget", _budget,
          ("budget_stack", "budget_instructions")),
@@ -473,8 +522,9 @@ def judge(obj: EbpfObject, profiles: Iterable[KernelProfile], rules: Iterable[Ru
         budget = budgets(prog.name) if budgets is not None else {}
         stacks: dict[str, ProgramStack] = {}
         found: list[Finding] = []
+        shared: dict[str, AbsintResult] = {}
         for i, profile in enumerate(profiles):
-            ctx = Context(obj, prog, profile, budget, _func_info=func_info)
+            ctx = Context(obj, prog, profile, budget, _func_info=func_info, _shared=shared)
             found += evaluate(obj, prog, profile, (fixed + varying) if i == 0 else varying,
                               context=ctx)
             stacks[profile.name] = ctx.stack

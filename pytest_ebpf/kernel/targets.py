@@ -27,7 +27,7 @@ from pathlib import Path
 from pytest_ebpf.errors import EbpfError, ObjectError
 from pytest_ebpf.obj.btf import Btf, parse_btf
 from pytest_ebpf.obj.btf_names import BtfNames, btf_names
-from pytest_ebpf.obj.progtypes import ProgramKind
+from pytest_ebpf.obj.progtypes import BTF_CTX_TYPES, ProgramKind
 
 __all__ = ["VMLINUX", "TargetError", "attach_target", "kernel_btf", "kernel_type_id"]
 
@@ -95,7 +95,7 @@ def kernel_type_id(name: str, kind: str, path: Path = VMLINUX) -> int | None:
 
 def needs_target(kind: ProgramKind) -> bool:
     """Does a program of *kind* name a kernel BTF type when it is loaded?"""
-    return kind.prog_type in ("tracing", "lsm", "ext", "struct_ops")
+    return kind.prog_type in BTF_CTX_TYPES
 
 
 def attach_target(kind: ProgramKind, path: Path = VMLINUX) -> tuple[int, str]:

@@ -16,6 +16,12 @@ program that may not sleep, next, with ``program must be sleepable to call sleep
 NAME``. The kfuncs asked about are those this kernel's BTF tags ``bpf_kfunc`` (pahole 1.26 on),
 or the names given (``--kfuncs A,B``, for a kernel whose BTF has no such tags).
 
+The context the same way again: every load and store of 1, 2, 4 and 8 bytes at each offset
+below :data:`CTX_LIMIT` through the context pointer (``r0 = *(u32 *)(r1 + 8)``,
+``*(u32 *)(r1 + 8) = r2``); the kernel refuses the ones the kind may not make with
+``invalid bpf_context access off=8 size=4`` (the fields a kind may read, write, or read
+narrowly; the layout of the context of its release).
+
 A kind whose plain ``r0 = 0; exit`` program does not load here (a kernel without trampolines
 refuses fentry with EPERM; a type the kernel lacks) is left out: the table says nothing of it.
 
@@ -31,17 +37,24 @@ import os
 import re
 import struct
 import sys
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
 from pytest_ebpf.abi import AttachType, ProgType
 from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.kernel.layout import BPF_F_SLEEPABLE
 from pytest_ebpf.kernel.progs import prog_load
-from pytest_ebpf.kernel.targets import TargetError, attach_target, kernel_btf, kernel_type_id
+from pytest_ebpf.kernel.targets import (
+    TargetError,
+    attach_target,
+    kernel_btf,
+    kernel_type_id,
+    needs_target,
+)
 from pytest_ebpf.obj.progtypes import ProgramKind, program_type, table_kinds
 
-__all__ = ["ProbeResult", "kernel_kfuncs", "known_kfuncs", "main", "probe", "probe_kinds",
-           "table"]
+__all__ = ["CTX_LIMIT", "ProbeResult", "kernel_kfuncs", "known_kfuncs", "main", "probe",
+           "probe_kinds", "table"]
 
 _TARGETS: dict[tuple[str, bool], str] = {
     ("fentry", False): "fentry/bpf_fentry_test1",
@@ -70,10 +83,22 @@ _KFUNC_SLEEPS = re.compile(r"^program must be sleepable to call sleepable kfunc 
 
 _CALL, _MOV_R0_0, _EXIT = 0x85, 0xB7, 0x95
 _PSEUDO_KFUNC_CALL = 2
+_LDX_MEM, _STX_MEM = 0x61, 0x63
+_SIZE_BITS = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
+
+CTX_LIMIT = 256
+"""Context offsets probed: ``[0, CTX_LIMIT)`` (every context struct of a program kind fits,
+but tracepoints', whose records go on; the tables say nothing beyond)."""
 
 
-def _insn(code: int, imm: int = 0, src: int = 0) -> bytes:
-    return struct.pack("<BBhi", code, src << 4, 0, imm)
+def _insn(code: int, imm: int = 0, src: int = 0, dst: int = 0, off: int = 0) -> bytes:
+    return struct.pack("<BBhi", code, dst | src << 4, off, imm)
+
+
+def _ctx_access(write: bool, size: int, off: int) -> bytes:
+    if write:  # r2 = 0; *(uN *)(r1 + off) = r2
+        return _insn(_MOV_R0_0, dst=2) + _insn(_STX_MEM | _SIZE_BITS[size], src=2, dst=1, off=off)
+    return _insn(_LDX_MEM | _SIZE_BITS[size], src=1, off=off)  # r0 = *(uN *)(r1 + off)
 
 
 def _helper_call(helper: int) -> bytes:
@@ -99,6 +124,9 @@ class ProbeResult:
     sleepable_kfuncs: tuple[str, ...] = ()
     """Of :attr:`kfuncs`, those the kind may call only in a sleepable program (refused as it
     is)."""
+    ctx: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """``r4`` (loads of 4 bytes), ``w8`` (stores of 8)... -> the offsets below
+    :data:`CTX_LIMIT` the kernel does not refuse (empty: the context was not probed)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +151,7 @@ class _Load:
 def _loader(kind: ProgramKind) -> _Load | None:
     """How to load a probe of *kind*, or None when this kernel cannot load it at all."""
     btf_id = 0
-    if kind.prog_type in ("tracing", "lsm", "ext", "struct_ops"):
+    if needs_target(kind):
         section = _TARGETS.get((kind.label, kind.sleepable))
         target = program_type(section) if section is not None else None
         if target is None or kind.multi:
@@ -192,10 +220,24 @@ def _kfuncs(load: _Load, ids: dict[str, int]) -> tuple[tuple[str, ...], tuple[st
     return tuple(allowed), tuple(sleeps)
 
 
-def probe(kinds: dict[str, ProgramKind] | None = None, kfuncs: list[str] | None = None
-          ) -> list[ProbeResult]:
+def _ctx(load: _Load) -> dict[str, tuple[int, ...]]:
+    out = {}
+    for size in _SIZE_BITS:
+        for write in (False, True):
+            valid = []
+            for off in range(CTX_LIMIT):
+                _, log = load.outcome(_ctx_access(write, size, off))
+                if f"invalid bpf_context access off={off} size={size}\n" not in log + "\n":
+                    valid.append(off)
+            out[f"{'w' if write else 'r'}{size}"] = tuple(valid)
+    return out
+
+
+def probe(kinds: dict[str, ProgramKind] | None = None, kfuncs: list[str] | None = None,
+          ctx_scopes: Collection[str] | None = ()) -> list[ProbeResult]:
     """Ask the running kernel which helpers, and which of *kfuncs* (None: none), each kind may
-    call (root); kinds it cannot load are left out."""
+    call, and which context accesses the kinds of *ctx_scopes* may make (None: every kind)
+    (root); kinds it cannot load are left out."""
     kinds = probe_kinds() if kinds is None else kinds
     ids = known_kfuncs(kfuncs or [])
     out: list[ProbeResult] = []
@@ -212,7 +254,9 @@ def probe(kinds: dict[str, ProgramKind] | None = None, kfuncs: list[str] | None 
             refused = _REFUSED.search(log)
             if refused is None or int(refused.group(1)) != helper:
                 allowed.append(helper)
-        out.append(ProbeResult(scope, tuple(allowed), last, *_kfuncs(load, ids)))
+        ctx = (_ctx(load) if (ctx_scopes is None or scope in ctx_scopes)
+               and not needs_target(kind) else {})
+        out.append(ProbeResult(scope, tuple(allowed), last, *_kfuncs(load, ids), ctx=ctx))
     return out
 
 
@@ -248,6 +292,9 @@ def table(results: list[ProbeResult], kfuncs: list[str]) -> dict[str, object]:
                    "allowed": {r.scope: ranges_of(r.kfuncs) for r in results},
                    "sleepable": {r.scope: ranges_of(r.sleepable_kfuncs) for r in results
                                  if r.sleepable_kfuncs}},
+        "ctx": {"limit": CTX_LIMIT,
+                "scopes": {r.scope: {k: _ranges(v) for k, v in r.ctx.items()}
+                           for r in results if r.ctx}},
     }
 
 
@@ -266,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds = {s: k for s, k in kinds.items() if s in args.scopes.split(",")}
     try:
         kfuncs = args.kfuncs.split(",") if args.kfuncs else kernel_kfuncs()
-        results = probe(kinds, kfuncs)
+        results = probe(kinds, kfuncs, ctx_scopes=None)
     except EbpfError as exc:
         print(f"pytest-ebpf: the helper probe failed: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,13 @@ from typing import Optional
 
 from pytest_ebpf.abi import AttachType, ProgType
 
-__all__ = ["ProgramKind", "known_section_prefixes", "program_type", "table_kinds"]
+__all__ = ["BTF_CTX_TYPES", "ProgramKind", "known_section_prefixes", "program_type",
+           "table_kinds"]
+
+BTF_CTX_TYPES = frozenset({"tracing", "lsm", "ext", "struct_ops"})
+"""Program types that name a BTF-typed attach target when they are loaded (a kernel function,
+or another program's): their context is that target's arguments, so what they may read there
+depends on the target, not on the program's kind."""
 
 
 @dataclass(frozen=True)
