@@ -37,6 +37,7 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "bad_unreachable": ("unreachable_insn", "unreachable insn 2"),
         "bad_jump_range": ("jump_out_of_range", "jump out of range from insn 1 to 7"),
         "bad_jump_ldimm64": ("jump_into_ld_imm64", "jump into the middle of ldimm64 insn 2"),
+        "bad_fallthrough": ("fallthrough", "last insn is not an exit or jmp"),
     },
     "pred_encoding": {
         "bad_register": ("invalid_register", "R11 is invalid"),
@@ -213,7 +214,8 @@ def test_no_finding_on_the_suites_objects(compile_c: CompileC) -> None:
         for prog, got in predicted(load_object(path)).items():
             if got:
                 found[f"{name}:{prog}"] = got
-    assert found == {"an_asm:asm_caller": [("fallthrough", "")]}, found
+    assert found == {"an_asm:asm_caller": [("fallthrough", "last insn is not an exit or jmp")]
+                     }, found
 
 
 @needs_root

@@ -137,6 +137,7 @@ def bad_function_ends(obj: EbpfObject, prog: Program) -> list[Finding]:
                     f"(verifier: \"last insn is not an exit or jmp\")"
                 ),
                 fix="end every function with exit (return); check hand-written assembly",
+                reason="last insn is not an exit or jmp",
             )
         )
     return out

@@ -16,4 +16,10 @@ NAKED(ok_jump_range) { asm volatile("r0 = 0\n if r1 == 0 goto +0\n exit\n" ::: "
 NAKED(bad_jump_ldimm64) { asm volatile("r0 = 0\n if r1 == 0 goto +1\n r2 = 0x100000000 ll\n r0 = 1\n exit\n" ::: "memory"); }
 NAKED(ok_jump_ldimm64) { asm volatile("r0 = 0\n if r1 == 0 goto +2\n r2 = 0x100000000 ll\n r0 = 1\n exit\n" ::: "memory"); }
 
+/* "last insn is not an exit or jmp": a subprogram that falls off its end */
+__attribute__((naked, noinline)) int fall_leaf(int x) { asm volatile("r0 = r1\n r0 += 1\n" ::: "memory"); }
+__attribute__((naked, noinline)) int exit_leaf(int x) { asm volatile("r0 = r1\n r0 += 1\n exit\n" ::: "memory"); }
+SEC("socket") int bad_fallthrough(u32 *skb) { return fall_leaf(skb[0]) + 1; }
+SEC("socket") int ok_fallthrough(u32 *skb) { return exit_leaf(skb[0]) + 1; }
+
 char _license[] SEC("license") = "GPL";
