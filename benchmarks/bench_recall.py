@@ -7,7 +7,7 @@ example project's object (``example_project/target/bpfel-unknown-none/release/lo
 built), each program is loaded into the running kernel with the native loader (needs root), and
 judged statically by every rule of the registry on the host's profile. A rejection is *foreseen*
 when a finding that predicts a rejection (an error, not the project's policy) says the kernel's
-own line (its ``reason``, or the line quoted in its message), and *flagged* when some finding
+own line (its ``reason``, or the line in its message), and *flagged* when some finding
 predicts a rejection with other words. Rejections are classed by the kernel's line (numbers
 dropped), and grouped coarsely (bounds and ranges, pointer types, stack access...).
 
@@ -299,8 +299,11 @@ def cause_kind(why: str) -> str:
 
 
 def foreseen_by(rec: Record) -> bool:
-    return any(f["reason"] == rec.error or f'"{rec.error}"' in f["message"]
-               for f in rec.findings)
+    """A finding says the kernel's line word for word: as its reason, or in its message (quoted,
+    or as the stack rule words it: "combined stack size of 3 calls is 640. Too large on 6.18")."""
+    line = rec.error or ""
+    return bool(line) and any(f["reason"] == line or f'"{line}"' in f["message"]
+                              or f"{line} on " in f["message"] for f in rec.findings)
 
 
 def report(records: list[Record], objects: int, full: bool) -> int:

@@ -108,6 +108,7 @@ def finding(obj: EbpfObject, prog: Program, fn: Function, p: Problem) -> Finding
     src = source_line(obj, fn, p.insn)
     at = f"{where}: `{p.insn.text()}`" + (f" ({src})" if src else "")
     kernel = "; ".join(p.lines)
+    said = ", then ".join(f'"{line}"' for line in p.lines)  # each line quoted, as logged
     return Finding(check=p.check, rule=RULE, program=prog.name, function=fn.name, insn=p.insn,
-                   message=f"program {prog.name}: {what} at {at}; the verifier: \"{kernel}\"",
+                   message=f"program {prog.name}: {what} at {at}; the verifier: {said}",
                    fix=fix, reason=p.lines[-1] if len(p.lines) == 1 else kernel)
