@@ -236,7 +236,7 @@ def items(unit: str, programs: Iterable[str], kernels: Iterable[str], *, loads: 
     out = set()
     for prog in programs:
         for rule in ("stack", "instructions", "global_funcs", "features", "helper_types",
-                     "context", *(["budget"] if budget else [])):
+                     "context", "core", *(["budget"] if budget else [])):
             if rule not in skip:
                 out |= {f"{unit}::{prog}::{rule}[{k}]" for k in kernels}
         out |= {f"{unit}::{prog}::{rule}" for rule in ("calls", "control_flow", "encoding",
@@ -438,7 +438,7 @@ def test_k_selects_one_rule_on_one_kernel(pytester: pytest.Pytester,
                                 "mini::indirect::stack[6.1]": "passed",
                                 "mini::pass::stack[6.1]": "passed"}, result.stdout.str()
     total = len(items("mini", BAD, ["host", "6.1"], loads=False))
-    assert total == 60  # 3 programs: 8 static rules, 6 per kernel x 2
+    assert total == 66  # 3 programs: 8 static rules, 7 per kernel x 2
     if xdist:  # the workers collect and deselect; the controller reports what they kept
         assert "2 workers [3 items]" in result.stdout.str(), result.stdout.str()
         result.assert_outcomes(failed=1, passed=2)
@@ -492,7 +492,7 @@ def test_unknown_rule_is_a_usage_error_naming_the_rules(
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     assert ("--ebpf-skip-rules=btf,stak: unknown rule(s) stak; rules are stack, calls, "
             "control_flow, encoding, registers, stack_access, memory_safety, instructions, "
-            "license, btf, global_funcs, features, helper_types, context, budget"
+            "license, btf, global_funcs, features, helper_types, context, core, budget"
             ) in result.stderr.str(), result.stderr.str()
     assert "Traceback" not in result.stderr.str()
 

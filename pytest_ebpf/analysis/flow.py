@@ -35,11 +35,11 @@ from functools import cached_property
 from pytest_ebpf.abi import PseudoSrc
 from pytest_ebpf.analysis.checks import source_line
 from pytest_ebpf.analysis.findings import Finding
+from pytest_ebpf.obj.core import POISON_HELPER
 from pytest_ebpf.obj.isa import Insn, raw_slots
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
 
 __all__ = [
-    "POISON_HELPER",
     "FunctionFlow",
     "Problem",
     "ProgramFlow",
@@ -49,8 +49,6 @@ __all__ = [
     "stack_access_findings",
 ]
 
-POISON_HELPER = 0xBAD2310
-"""The helper id libbpf writes into a call whose CO-RE relocation cannot be resolved."""
 MAX_BPF_STACK = 512
 _MAX_REG = 10  # R10, the frame pointer, is the last register
 _FP = 10

@@ -15,9 +15,10 @@ from pytest_ebpf.analysis import checks
 from pytest_ebpf.analysis.absint import AbsintResult, analyse_program
 from pytest_ebpf.analysis.absint_report import CHECKS
 from pytest_ebpf.analysis.budgets import Budget
+from pytest_ebpf.analysis.corecheck import FIX as CORE_FIX
+from pytest_ebpf.analysis.corecheck import core_findings
 from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.analysis.flow import (
-    POISON_HELPER,
     ProgramFlow,
     control_flow_findings,
     encoding_findings,
@@ -29,6 +30,7 @@ from pytest_ebpf.analysis.globalfuncs import global_function_findings
 from pytest_ebpf.analysis.helper_types import kfunc_absent, refusal_line, table_for
 from pytest_ebpf.analysis.profiles import KernelProfile
 from pytest_ebpf.analysis.stack import ProgramStack, profile_stack, stack_problems
+from pytest_ebpf.obj.core import POISON_HELPER
 from pytest_ebpf.obj.helpers import helper_name
 from pytest_ebpf.obj.isa import Insn
 from pytest_ebpf.obj.model import EbpfObject, Function, Program
@@ -141,6 +143,10 @@ def _btf(ctx: Context) -> list[Finding]:
                         insn=None, message=f"program {prog.name}: {what[1]}",
                         fix=f"build with BTF: {_BTF_FLAGS}", policy=True)]
     return ctx.func_info()
+
+
+def _core(ctx: Context) -> list[Finding]:
+    return core_findings(ctx.obj, ctx.prog, ctx.profile, ctx.flow)
 
 
 def _global_funcs(ctx: Context) -> list[Finding]:
@@ -448,6 +454,9 @@ RULES: tuple[Rule, ...] = (
          "probed from real kernels, at the accesses the abstract interpreter reaches (XDP: "
          "memory_safety)", True, "use the context's fields at their sizes", _context,
          ("ctx_field",)),
+    Rule("core", "CO-RE relocations have a match in the kernel's BTF where every run reaches "
+         "them (loaders poison the others' instructions); the host's kernel only, whose BTF "
+         "is readable here", True, CORE_FIX, _core, ("core_unresolved",)),
     Rule("budget", "the project's own budgets (stack, instructions) from Cargo.toml metadata "
          "or the ini", True, "shrink the program or raise the budget", _budget,
          ("budget_stack", "budget_instructions")),

@@ -19,13 +19,6 @@ from dataclasses import dataclass, field
 
 from pytest_ebpf.abi import PseudoCall, PseudoSrc
 from pytest_ebpf.errors import EbpfError
-from pytest_ebpf.kernel.core import (
-    POISON_HELPER,
-    CoreError,
-    CoreValue,
-    describe,
-    resolve_relo,
-)
 from pytest_ebpf.kernel.kconfig import SECTION as KCONFIG
 from pytest_ebpf.kernel.kconfig import KconfigVar
 from pytest_ebpf.kernel.targets import TargetError, kernel_btf, kernel_type_id
@@ -37,6 +30,13 @@ from pytest_ebpf.obj.btf_edit import (
     static_functions,
 )
 from pytest_ebpf.obj.btf_ext import CoreRelo, raw_line_info
+from pytest_ebpf.obj.core import (
+    POISON_HELPER,
+    CoreError,
+    CoreValue,
+    describe,
+    resolve_relo,
+)
 from pytest_ebpf.obj.elf import ElfImage
 from pytest_ebpf.obj.model import BUILTIN_FUNCTIONS, EbpfObject, Function, Program
 
@@ -172,7 +172,7 @@ def link_program(prog: Program, extras: Extras | None = None,
     pointers; raises :class:`LinkError` for what cannot be loaded (undefined calls, kfuncs the
     kernel lacks, ksym variables...). *kconfig*: where each ``.kconfig`` extern sits in its map
     (:func:`~pytest_ebpf.kernel.kconfig.kconfig_layout`). *core*: the object's BTF and CO-RE
-    relocations, applied against the kernel's BTF (:mod:`pytest_ebpf.kernel.core`)."""
+    relocations, applied against the kernel's BTF (:mod:`pytest_ebpf.obj.core`)."""
     starts: dict[tuple[str, str], int] = {}
     slots: list[list[int]] = []
     functions = list(prog.load_order)

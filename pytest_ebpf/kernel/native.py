@@ -40,7 +40,6 @@ from pytest_ebpf.kernel.bpf import (
     prog_info,
     prog_load,
 )
-from pytest_ebpf.kernel.core import POISON_HELPER
 from pytest_ebpf.kernel.kconfig import (
     KconfigError,
     KconfigVar,
@@ -61,6 +60,7 @@ from pytest_ebpf.kernel.pins import PinError, pin_name, session_pin_dir
 from pytest_ebpf.kernel.results import Cause, LoadedObject, LoadResult, MapHandle
 from pytest_ebpf.kernel.sys import has_admin, permission_message
 from pytest_ebpf.kernel.targets import TargetError, attach_target, needs_target
+from pytest_ebpf.obj.core import POISON_HELPER
 from pytest_ebpf.obj.model import DataSection, EbpfObject, Map, Program
 
 __all__ = ["load_native"]

@@ -25,15 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_ebpf.errors import EbpfError, ObjectError
-from pytest_ebpf.obj.btf import Btf, parse_btf
+from pytest_ebpf.obj.btf import Btf
 from pytest_ebpf.obj.btf_names import BtfNames, btf_names
 from pytest_ebpf.obj.progtypes import BTF_CTX_TYPES, ProgramKind
+from pytest_ebpf.obj.vmlinux import VMLINUX, read_vmlinux, vmlinux_btf
 
 __all__ = ["VMLINUX", "TargetError", "attach_target", "kernel_btf", "kernel_type_id"]
 
-VMLINUX = Path("/sys/kernel/btf/vmlinux")
-
-_CACHE: dict[Path, Btf] = {}
 _NAMES: dict[Path, BtfNames] = {}
 
 
@@ -63,23 +61,18 @@ _RULES: dict[str, _Rule] = {
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise TargetError(
-            f"the kernel's BTF cannot be read ({path}: {exc.strerror}): programs with a "
-            "kernel attach target (fentry, fexit, lsm, tp_btf, iter), kfuncs and typed ksyms "
-            "need a kernel built with CONFIG_DEBUG_INFO_BTF=y") from exc
+        return read_vmlinux(path)
+    except ObjectError as exc:
+        raise TargetError(str(exc)) from exc
 
 
 def kernel_btf(path: Path = VMLINUX) -> Btf:
     """The running kernel's BTF, parsed (once per process): for CO-RE, which compares types.
     Looking up ids by name needs only :func:`kernel_type_id`, which is much faster."""
-    if path not in _CACHE:
-        try:
-            _CACHE[path] = parse_btf(_read(path), sys.byteorder)
-        except ObjectError as exc:
-            raise TargetError(f"the kernel's BTF ({path}) cannot be read: {exc}") from exc
-    return _CACHE[path]
+    try:
+        return vmlinux_btf(path)
+    except ObjectError as exc:
+        raise TargetError(str(exc)) from exc
 
 
 def kernel_type_id(name: str, kind: str, path: Path = VMLINUX) -> int | None:
