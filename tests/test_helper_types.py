@@ -142,6 +142,8 @@ def test_tables_judge_their_release_or_the_nearest_newer() -> None:
         assert table is not None and table.version == judged_by, kernel
     newer = KernelProfile(name="host", version=(versions[-1][0], versions[-1][1] + 1))
     assert table_for(newer) is None  # a release newer than every table: not judged
+    arm = KernelProfile(name="host", version=(6, 12), arch="aarch64")
+    assert table_for(arm) is None  # the tables are x86-64's (pt_regs, helpers by arch)
 
 
 def test_what_a_table_cannot_say_is_not_judged() -> None:
@@ -168,7 +170,8 @@ def test_scopes_separate_attach_types_and_sleepable_kinds() -> None:
 
 def test_a_broken_table_is_one_clear_error(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "6.1.json").write_text(json.dumps({"release": "6.1.0", "scopes": {}}))
+    (tmp_path / "6.1.json").write_text(json.dumps({"release": "6.1.0", "arch": "x86_64",
+                                                   "scopes": {}}))
     monkeypatch.setattr(helper_types, "TABLES", tmp_path)
     helper_types.tables.cache_clear()
     try:

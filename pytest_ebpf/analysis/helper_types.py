@@ -57,6 +57,8 @@ class HelperTable:
 
     release: str
     """``uname -r`` of the kernel probed."""
+    arch: str
+    """``uname -m`` of the kernel probed (a context's layout is the architecture's)."""
     version: Version
     last_helper: int
     scopes: dict[str, frozenset[int]]
@@ -130,7 +132,8 @@ def _read(path: Path) -> HelperTable:
             return {k: frozenset(names[i] for i in _ids(v)) for k, v in ranges.items()}
 
         ctx = raw["ctx"]
-        return HelperTable(release=str(raw["release"]), version=(major, minor),
+        return HelperTable(release=str(raw["release"]), arch=str(raw["arch"]),
+                           version=(major, minor),
                            last_helper=int(raw["last_helper"]),
                            scopes={k: _ids(v) for k, v in raw["scopes"].items()},
                            kfunc_names=frozenset(names), kfuncs=named(kf["allowed"]),
@@ -151,10 +154,10 @@ def tables() -> tuple[HelperTable, ...]:
 
 
 def table_for(profile: KernelProfile) -> HelperTable | None:
-    """The table that judges *profile*: its release's, else the nearest newer; None when the
-    profile is newer than every table."""
+    """The table that judges *profile*: its release's, else the nearest newer, of the profile's
+    architecture; None when the profile is newer than every table."""
     for table in tables():
-        if table.version >= profile.version:
+        if table.version >= profile.version and table.arch == profile.arch:
             return table
     return None
 

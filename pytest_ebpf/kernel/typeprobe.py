@@ -286,6 +286,7 @@ def table(results: list[ProbeResult], kfuncs: list[str]) -> dict[str, object]:
 
     return {
         "release": os.uname().release,
+        "arch": os.uname().machine,
         "last_helper": results[0].last_helper if results else 0,
         "scopes": {r.scope: _ranges(r.allowed) for r in results},
         "kfuncs": {"names": names,
