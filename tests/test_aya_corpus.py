@@ -7,7 +7,7 @@ the eBPF crate's ``.cargo/config.toml`` with aya-build's flags, aya 0.14 / aya-e
 
 * ``corpus-ebpf``: the programs of :data:`PROGRAMS` (xdp, classifier, socket_filter, cgroup_skb,
   kprobe, kretprobe, tracepoint, raw_tracepoint, tp_btf, perf_event, fentry, fexit, lsm,
-  cgroup_sock_addr, sk_msg, sock_ops, flow_dissector; four of them rejected by the verifier), the
+  cgroup_sock_addr, sk_msg, sock_ops, flow_dissector; six of them rejected by the verifier), the
   maps of :data:`MAP_TYPES` twice (legacy ``maps`` section and BTF ``.maps``, maps of maps
   only as BTF maps: aya-ebpf 0.2.1 has them only there), and global data in ``.rodata``,
   ``.data`` and ``.bss``;
@@ -76,6 +76,10 @@ PROGRAMS: dict[str, Expect] = {
     "xdp_pass": Expect("xdp"),
     "xdp_unchecked": Expect("xdp", r"R1 offset is outside of the packet"),
     "xdp_get_stack": Expect("xdp", r"program of this type cannot use helper bpf_get_stack#67"),
+    "cgroup_skb_verdict": Expect("cgroup_skb", r"At program exit the register R0 has "
+                                 r"smin=2 smax=2 should have been in \[0, 1\]"),
+    "tc_past_value": Expect("classifier", r"R0 min value is outside of the allowed memory "
+                            r"range"),
     "tc_count": Expect("classifier"),
     "socket_count": Expect("socket_filter"),
     "cgroup_skb_count": Expect("cgroup_skb"),

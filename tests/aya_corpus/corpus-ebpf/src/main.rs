@@ -1,10 +1,11 @@
 //! A corpus of Aya programs: one per program kind aya-ebpf 0.2.1 has a macro for (of those the
 //! suite checks), each using at least one map, so that every map kind (legacy `maps` section and
-//! BTF `.maps`) and the global data sections are created by both loaders. Four programs are
+//! BTF `.maps`) and the global data sections are created by both loaders. Six programs are
 //! meant to be rejected by the verifier: `xdp_unchecked` (packet read without a bounds check),
 //! `kprobe_null` (a map value dereferenced without a NULL check), `kprobe_deep_stack` (640
-//! bytes of combined stack over a BPF-to-BPF call) and `xdp_get_stack` (a helper XDP programs
-//! may not call).
+//! bytes of combined stack over a BPF-to-BPF call), `xdp_get_stack` (a helper XDP programs
+//! may not call), `cgroup_skb_verdict` (a return value cgroup_skb programs may not give) and
+//! `tc_past_value` (a write past the end of a map value).
 //!
 //! Attach targets (corpus-ref passes the same ones to Aya): fentry/fexit `vfs_read`, lsm
 //! `file_open`, tp_btf `sched_process_exec`.
@@ -132,6 +133,22 @@ pub fn xdp_get_stack(ctx: XdpContext) -> u32 {
         )
     };
     if n > 0 { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS }
+}
+
+/// Rejected: cgroup_skb programs return 0 (drop) or 1 (pass); 2 is refused at the exit.
+#[cgroup_skb]
+pub fn cgroup_skb_verdict(_ctx: SkBuffContext) -> i32 {
+    bump(L_ARRAY.get_ptr_mut(1));
+    2
+}
+
+/// Rejected: writes the byte after an 8-byte map value through a raw pointer.
+#[classifier]
+pub fn tc_past_value(_ctx: TcContext) -> i32 {
+    if let Some(p) = L_ARRAY.get_ptr_mut(2) {
+        unsafe { write_volatile(p.cast::<u8>().add(8), 1) };
+    }
+    0
 }
 
 #[classifier]
