@@ -88,8 +88,8 @@ def test_corpus_covers_every_class(
         for f in result.findings:
             checks[f.check] = checks.get(f.check, 0) + 1
     assert checks.keys() == {"packet_bounds", "map_null", "map_value_bounds", "ctx_access",
-                             "pointer_arithmetic", "return_code", "map_readonly",
-                             "map_writeonly", "map_readonly_update"}
+                             "ctx_modified", "pointer_arithmetic", "return_code",
+                             "map_readonly", "map_writeonly", "map_readonly_update"}
     assert min(checks.values()) >= 3
 
 

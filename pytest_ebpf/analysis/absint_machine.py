@@ -120,7 +120,10 @@ class Machine:
     def ptr_alu(self, insn: Insn, op: int, alu64: bool, dst: Value, src: Value) -> Value:
         """``dst op= src`` with a pointer operand (adjust_ptr_min_max_vals)."""
         if isinstance(dst, Ptr) and isinstance(src, Ptr):
-            return unknown() if op == _OP_SUB and alu64 and src.kind != "map_value_or_null" \
+            if op != _OP_SUB:  # adjust_reg_min_max_vals, before any other check
+                raise self.problem(insn, "pointer_arithmetic", (
+                    f"R{insn.dst} pointer {_ALU_STRING[op]} pointer prohibited",), reg=insn.dst)
+            return unknown() if alu64 and src.kind != "map_value_or_null" \
                 and dst.kind != "map_value_or_null" else OPAQUE
         ptr, off = (dst, src) if isinstance(dst, Ptr) else (src, dst)
         assert isinstance(ptr, Ptr)
@@ -231,8 +234,12 @@ class Machine:
         return OPAQUE
 
     def ctx(self, insn: Insn, base: Ptr, r: int, off: int, size: int, write: bool) -> Value:
-        if base.off != 0 or base.vmin or base.vmax:
-            raise Stop  # "dereference of modified ctx ptr"
+        if base.vmin or base.vmax:
+            raise Stop  # "variable ctx access var_off=... disallowed"
+        if base.off != 0:  # check_ptr_off_reg: the context is addressed from its start only
+            raise self.problem(insn, "ctx_modified", (
+                f"dereference of modified ctx ptr R{r} off={base.off} disallowed",),
+                off=base.off, size=size)
         if self.prog.prog_type == "xdp":
             if insn.cls == "st":
                 raise Stop  # "BPF_ST stores into R%d ctx is not allowed"

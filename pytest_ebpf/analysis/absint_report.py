@@ -31,6 +31,10 @@ CHECKS: dict[str, tuple[str, str]] = {
                    "read struct xdp_md fields as u32 at their offsets (data 0, data_end 4, "
                    "data_meta 8, ingress_ifindex 12, rx_queue_index 16, egress_ifindex 20); "
                    "the context is read-only"),
+    "ctx_modified": ("context access through a pointer moved off the context's start",
+                     "address context fields from the context pointer itself (ctx->field: the "
+                     "offset goes in the load, r1 + 8), never through ctx + n kept in a "
+                     "register; in Rust/Aya, read fields through the context's accessors"),
     "pointer_arithmetic": ("pointer arithmetic the verifier refuses",
                            "do arithmetic on data/data_end only by adding offsets to `data`, "
                            "null-check map values before offsetting them, and never apply "

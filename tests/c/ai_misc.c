@@ -95,6 +95,32 @@ SEC("xdp") int bad_ptr_mul(struct xdp_md *ctx)
     return 0;
 }
 
+/* pointer + pointer: refused whatever the pointers (pointer - pointer is a scalar) */
+SEC("xdp") int bad_ptr_add_ptr(struct xdp_md *ctx)
+{
+    u8 *d = (u8 *)(long)ctx->data, *e = (u8 *)(long)ctx->data_end;
+    asm volatile("%0 += %1" : "+r"(d) : "r"(e));
+    return d != 0;
+}
+SEC("xdp") int ok_ptr_sub_ptr(struct xdp_md *ctx)
+{
+    u8 *d = (u8 *)(long)ctx->data, *e = (u8 *)(long)ctx->data_end;
+    return (e - d) > 64 ? 1 : 2;
+}
+
+/* a context field read through a moved context pointer: only ctx + constant in the load */
+#define MOVED_CTX(sec, name, off)                                                          \
+    SEC(sec) int name(void *ctx)                                                           \
+    {                                                                                      \
+        u8 *p = ctx;                                                                       \
+        asm volatile("%0 += " #off : "+r"(p));                                             \
+        return *(volatile u32 *)p & 0;                                                     \
+    }
+MOVED_CTX("xdp", bad_ctx_moved, 4)
+MOVED_CTX("socket", bad_skb_moved, 8)
+MOVED_CTX("kprobe/do_nanosleep", bad_regs_moved, 16)
+SEC("socket") int ok_skb_moved(void *ctx) { return *(volatile u32 *)((u8 *)ctx + 8) & 0; }
+
 /* a bounded loop over checked bytes: many states, no finding */
 SEC("xdp") int ok_loop(struct xdp_md *ctx)
 {
