@@ -26,16 +26,24 @@ machine-dependent helpers are not judged.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from pytest_ebpf.abi import Helper
+from pytest_ebpf.analysis.checks import source_line
+from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.analysis.profiles import KernelProfile, Version
 from pytest_ebpf.errors import EbpfError
+from pytest_ebpf.obj.core import POISON_HELPER
+from pytest_ebpf.obj.helpers import helper_name
+from pytest_ebpf.obj.isa import Insn
+from pytest_ebpf.obj.model import EbpfObject, Program
+from pytest_ebpf.obj.progtypes import BTF_CTX_TYPES
 
-__all__ = ["MACHINE_DEPENDENT", "HelperTable", "kfunc_absent", "refusal_line", "table_for",
-           "tables"]
+__all__ = ["MACHINE_DEPENDENT", "HelperTable", "call_findings", "context_findings",
+           "kfunc_absent", "refusal_line", "table_for", "tables"]
 
 TABLES = Path(__file__).with_name("helper_tables")
 
@@ -177,3 +185,113 @@ def refusal_line(profile: KernelProfile, helper_name: str, helper: int) -> str:
     if profile.has("helper_refusal_wording"):
         return f"program of this type cannot use helper {helper_name}#{helper}"
     return f"unknown func {helper_name}#{helper}"
+
+
+# --- findings ---------------------------------------------------------------------------------
+
+
+def _scope_words(scope: str) -> str:
+    """``sched_cls:tcx_ingress`` -> ``sched_cls (tcx_ingress)``."""
+    ptype, _, rest = scope.partition(":")
+    attach, sleep = rest.removesuffix(".s"), rest.endswith(".s")
+    words = ", ".join(w for w in (attach, "sleepable" if sleep else "") if w)
+    return f"{ptype} ({words})" if words else ptype
+
+
+def _kinds_that_may(scopes: list[str], table_label: str) -> str:
+    others = sorted({_scope_words(s).split(" ")[0] for s in scopes})
+    if not others:
+        return "no kind of program may call it there"
+    more = f" and {len(others) - 6} more" if len(others) > 6 else ""
+    return f"kinds that may call it on {table_label}: {', '.join(others[:6])}{more}"
+
+
+def call_findings(obj: EbpfObject, prog: Program, profile: KernelProfile) -> list[Finding]:
+    """Helpers and kfuncs *prog*'s kind may not call on *profile*'s kernel."""
+    table = table_for(profile)
+    if table is None:
+        return []
+    scope, last = prog.kind.helper_scope, profile.last_helper
+    probed = "" if table.version == profile.version else f" (as on {table.label})"
+    out: list[Finding] = []
+    seen: set[object] = set()
+    for fn in prog.functions:
+        for call in fn.calls:
+            hid, name = call.helper_id, call.target or ""
+            if call.kind == "helper" and hid is not None and hid not in seen:
+                if (hid == POISON_HELPER or (last is not None and hid > last)  # features says
+                        or table.allows(scope, hid) is not False):
+                    continue
+                seen.add(hid)
+                what, line = f"{helper_name(hid)} (helper {hid})", refusal_line(
+                    profile, helper_name(hid), hid)
+                why = f"{_scope_words(scope)} programs may not call it"
+                fix = (f"do without {helper_name(hid)} in this {prog.kind.label} program, or "
+                       f"move the work to a program that may call it "
+                       f"({_kinds_that_may(table.scopes_allowing(hid), table.label)})")
+            elif call.kind == "kfunc" and name and name not in seen:
+                allowed = table.allows_kfunc(scope, name)
+                if allowed is False:
+                    line = f"calling kernel function {name} is not allowed"
+                    why = f"{_scope_words(scope)} programs may not call it"
+                    fix = (f"do without {name} in this {prog.kind.label} program, or move the "
+                           f"work to a program that may call it "
+                           f"({_kinds_that_may(table.scopes_allowing_kfunc(name), table.label)})")
+                elif allowed and table.kfunc_needs_sleep(scope, name):
+                    line = f"program must be sleepable to call sleepable kfunc {name}"
+                    why = "it sleeps, and this program may not"
+                    fix = (f"call {name} from a sleepable program (libbpf: SEC(\"fentry.s/...\"), "
+                           "\"lsm.s/...\", \"uprobe.s/...\"; Aya: the macro's sleepable flag), "
+                           f"or do without it in this {prog.kind.label} program")
+                else:
+                    continue
+                seen.add(name)
+                what = f"kfunc {name}"
+            else:
+                continue
+            src = source_line(obj, fn, call.insn)
+            at = f", at {src}" if src else ""
+            out.append(Finding(
+                check=("helper_not_allowed" if call.kind == "helper" else
+                       "kfunc_sleepable" if line.startswith("program must") else
+                       "kfunc_not_allowed"),
+                rule="helper_types", program=prog.name, function=fn.name, insn=call.insn,
+                kernel=profile.label, reason=line,
+                message=(f"program {prog.name}: {what} called in {fn.name} ({fn.section}){at}: "
+                         f"{why} on {profile.label}{probed}; the verifier says \"{line}\""),
+                fix=fix))
+    return out
+
+
+def context_findings(obj: EbpfObject, prog: Program, profile: KernelProfile,
+                     accesses: Iterable[tuple[Insn, int, int, bool]]) -> list[Finding]:
+    """Context loads and stores *profile*'s kernel refuses to *prog*'s kind (outside XDP, which
+    memory_safety judges), among *accesses* (instruction, offset, size, store)."""
+    table = table_for(profile)
+    if table is None or prog.prog_type == "xdp" or prog.prog_type in BTF_CTX_TYPES:
+        return []
+    scope = prog.kind.helper_scope
+    probed = "" if table.version == profile.version else f" (as on {table.label})"
+    out: list[Finding] = []
+    for insn, off, size, write in accesses:
+        if table.ctx_refuses(scope, off, size, write) is not True:
+            continue
+        line = f"invalid bpf_context access off={off} size={size}"
+        verb = "store to" if write else "load from"
+        fits = [n for n in (1, 2, 4, 8) if table.ctx_refuses(scope, off, n, write) is False]
+        there = (f"at offset {off} it takes {verb.split()[0]}s of "
+                 f"{' or '.join(str(n) for n in fits)} bytes" if fits else
+                 f"it takes no {verb.split()[0]} at offset {off}")
+        src = source_line(obj, prog.entry, insn)
+        at = f", at {src}" if src else ""
+        out.append(Finding(
+            check="ctx_field", rule="context", program=prog.name, function=prog.entry.name,
+            insn=insn, kernel=profile.label, reason=line,
+            message=(f"program {prog.name}: a {size}-byte {verb} the context at offset {off} "
+                     f"in {prog.entry.name} ({prog.entry.section}){at}: {_scope_words(scope)} "
+                     f"programs may not make it on {profile.label}{probed}; the verifier says "
+                     f"\"{line}\""),
+            fix=(f"use the context's fields as the program type has them ({there}; C: the "
+                 "fields of its context struct, e.g. struct __sk_buff; Aya: the context's "
+                 "accessors); what it may not write, keep in a map")))
+    return out
