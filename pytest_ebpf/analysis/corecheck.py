@@ -19,6 +19,8 @@ read leave the rule silent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pytest_ebpf.analysis.checks import source_line
 from pytest_ebpf.analysis.findings import Finding
 from pytest_ebpf.analysis.flow import ProgramFlow
@@ -38,14 +40,14 @@ _INSN = 8
 
 
 def core_findings(obj: EbpfObject, prog: Program, profile: KernelProfile,
-                  flow: ProgramFlow) -> list[Finding]:
-    """The program's CO-RE refusal on the host's kernel, or nothing."""
+                  flow: Callable[[], ProgramFlow]) -> list[Finding]:
+    """The program's CO-RE refusal on the host's kernel, or nothing (*flow*: the program's
+    flow, built only when a relocation fails)."""
     btf, ext = obj.btf, obj.btf_ext
     if profile.name != "host" or btf is None or ext is None or not ext.core_relos:
         return []
     poisoned: list[str] = []
     first: tuple[Function, int, str] | None = None
-    called = flow.certainly_called
     for fn in prog.load_order:
         relos = [r for r in ext.core_relos.get(fn.section, ())
                  if fn.offset * _INSN <= r.insn_off < fn.end * _INSN]
@@ -65,8 +67,8 @@ def core_findings(obj: EbpfObject, prog: Program, profile: KernelProfile,
             slot = relo.insn_off // _INSN
             what = describe(btf, relo)
             poisoned.append(f"{what} at insn {slot - fn.offset} of {fn.name}")
-            f = flow.by_key.get(fn.key)
-            if (first is None and f is not None and fn.key in called
+            f = flow().by_key.get(fn.key)
+            if (first is None and f is not None and fn.key in flow().certainly_called
                     and slot in f.certain):
                 first = (fn, slot, what)
     if first is None:

@@ -215,29 +215,32 @@ class ProgramFlow:
     def _function(self, fn: Function, start: int) -> FunctionFlow:
         flow = FunctionFlow(fn, start)
         throws = {c.insn.index for c in fn.calls if c.kind == "kfunc" and c.target == "bpf_throw"}
+        insns = flow.insns
         for insn in fn.insns:
-            flow.insns[insn.index] = insn
+            insns[insn.index] = insn
+        first, end = fn.offset, fn.end
+        succ_of = flow.succ
         for insn in fn.insns:
-            nxt = insn.index + insn.size
-            succ: list[int] = []
-            if insn.is_exit or insn.index in throws:
-                flow.exits.append(insn.index)
-            elif insn.is_indirect_jump:
-                flow.opaque = True
+            index = insn.index
+            nxt = index + insn.size
+            if insn.is_exit or index in throws:
+                flow.exits.append(index)
+                succ_of[index] = []
             elif insn.is_jump:
-                target = insn.jump_target
-                if insn.is_may_goto:
+                succ: list[int] = []
+                if insn.is_indirect_jump or insn.is_may_goto:
                     flow.opaque = True
+                target = insn.jump_target
                 if target is not None:
-                    if fn.offset <= target < fn.end:
+                    if first <= target < end:
                         succ.append(target)
                     else:
                         flow.out_of_range.append((insn, target))
-                if insn.is_conditional_jump and nxt < fn.end:
+                if insn.is_conditional_jump and nxt < end:
                     succ.append(nxt)
-            elif nxt < fn.end:
-                succ.append(nxt)
-            flow.succ[insn.index] = [s for s in succ if s in flow.insns]
+                succ_of[index] = [s for s in succ if s in insns]
+            else:
+                succ_of[index] = [nxt] if nxt < end and nxt in insns else []
         return flow
 
     # -- what refers to what ----------------------------------------------------------------
@@ -338,30 +341,41 @@ class ProgramFlow:
     def _unreachable(self) -> list[Problem]:
         """The verifier walks the stream from insn 0, into callees at calls and into callbacks
         at function pointers; every instruction it does not reach is an error."""
-        seen: dict[tuple[str, str], set[int]] = {f.fn.key: set() for f in self.functions}
-        todo: list[tuple[FunctionFlow, int]] = [(self.functions[0], self.functions[0].fn.offset)]
-        targets = {f.fn.key: {**self.callees(f), **self.pointed(f)} for f in self.functions}
-        entries = {(f.fn.key, c.insn.index): c.target_offset for f in self.functions
-                   for c in f.fn.calls if c.kind == "bpf" and c.target_offset is not None}
-        while todo:
-            f, slot = todo.pop()
-            got = seen[f.fn.key]
-            if slot in got or slot not in f.insns:
-                continue
-            got.add(slot)
-            todo += [(f, s) for s in f.succ[slot]]
-            callee = targets[f.fn.key].get(slot)
-            if callee is not None:
-                todo.append((callee, entries.get((f.fn.key, slot), callee.fn.offset)))
-                continue
-            insn = f.insns[slot]
-            inner = insn.call_target if insn.is_pseudo_call else (
-                slot + insn.imm + 1 if insn.pseudo == PseudoSrc.FUNC else None)
-            if inner is not None:  # a call into the same function, without a relocation
-                todo.append((f, inner))
+        # per function (by its position), as the walk visits it: slots seen, successors,
+        # instructions, the functions its calls and pointers enter, and where
+        seen: list[set[int]] = [set() for _ in self.functions]
+        place = {f.fn.key: k for k, f in enumerate(self.functions)}
+        targets = [{slot: place[g.fn.key] for slot, g in {**self.callees(f),
+                                                           **self.pointed(f)}.items()}
+                   for f in self.functions]
+        entries = [{c.insn.index: c.target_offset for c in f.fn.calls
+                    if c.kind == "bpf" and c.target_offset is not None} for f in self.functions]
+        pending: list[tuple[int, int]] = [(0, self.functions[0].fn.offset)]
+        while pending:  # a function entered somewhere: walk it, note the functions it enters
+            k, start = pending.pop()
+            got, f, calls, at = seen[k], self.functions[k], targets[k], entries[k]
+            insns, succ = f.insns, f.succ
+            todo = [start]
+            while todo:
+                slot = todo.pop()
+                if slot in got or slot not in insns:
+                    continue
+                got.add(slot)
+                todo += succ[slot]
+                callee = calls.get(slot)
+                if callee is not None:
+                    pending.append((callee, at.get(slot, self.functions[callee].fn.offset)))
+                    continue
+                insn = insns[slot]
+                if insn.opcode not in (0x85, 0x18):  # a call, an ld_imm64 (function pointer)
+                    continue
+                inner = insn.call_target if insn.is_pseudo_call else (
+                    slot + insn.imm + 1 if insn.pseudo == PseudoSrc.FUNC else None)
+                if inner is not None:  # a call into the same function, without a relocation
+                    todo.append(inner)
         out: list[Problem] = []
-        for f in self.functions:
-            dead = [s for s in f.order if s not in seen[f.fn.key]]
+        for k, f in enumerate(self.functions):
+            dead = [s for s in f.order if s not in seen[k]]
             if not dead:
                 continue
             insn = f.insns[dead[0]]

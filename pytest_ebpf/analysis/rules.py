@@ -145,7 +145,7 @@ def _btf(ctx: Context) -> list[Finding]:
 
 
 def _core(ctx: Context) -> list[Finding]:
-    return core_findings(ctx.obj, ctx.prog, ctx.profile, ctx.flow)
+    return core_findings(ctx.obj, ctx.prog, ctx.profile, lambda: ctx.flow)
 
 
 def _global_funcs(ctx: Context) -> list[Finding]:
