@@ -3,7 +3,8 @@ kind and the kernel: the helper tables.
 
 The kernel gives each program type its own set of helpers (``get_func_proto``), narrowed or
 widened by the expected attach type and by whether the program may sleep, and the sets grow
-from release to release (6.14 let most program types read the current task's ids and comm).
+from release to release (between 6.12 and 6.18, XDP and tc programs gained the current
+task's ids and comm, among others).
 A call outside the set is refused before anything else is checked:
 ``program of this type cannot use helper bpf_redirect_map#51`` (6.10 on; before,
 ``unknown func bpf_redirect_map#51``). Kfuncs likewise, by the sets each kfunc is registered in
