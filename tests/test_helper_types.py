@@ -10,6 +10,9 @@ predictions themselves, by release, and no finding on anything else the suite bu
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -198,3 +201,22 @@ def test_no_finding_on_anything_else_the_suite_builds(
                              [rule("helper_types"), rule("context")])
               for f in v.findings]
     assert alarms == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
+def test_the_probe_without_privileges_is_one_clear_error() -> None:
+    """``python -m pytest_ebpf.kernel.typeprobe`` as user nobody: no program loads, so no table;
+    one line that says root is needed, exit status 1, no traceback."""
+    root = str(Path(__file__).resolve().parents[1])
+    for exe in (sys.executable, "/usr/bin/python3"):
+        try:
+            proc = subprocess.run([exe, "-m", "pytest_ebpf.kernel.typeprobe"], user=65534,
+                                  capture_output=True, text=True, cwd="/", timeout=120,
+                                  env={"PYTHONPATH": root, "PATH": os.environ.get("PATH", "")})
+        except OSError:  # not executable by nobody (a venv under /root)
+            continue
+        break
+    else:
+        pytest.fail("no Python interpreter the nobody user may execute", pytrace=False)
+    assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+    assert proc.stderr == "pytest-ebpf: no kind of program loads here (root is needed)\n"
