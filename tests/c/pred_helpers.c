@@ -47,7 +47,7 @@ SEC("kprobe/do_nanosleep") int bad_adjust_head(void *ctx) { return bpf_xdp_adjus
 SEC("xdp") int ok_adjust_head(void *ctx) { return bpf_xdp_adjust_head(ctx, 0) ? 1 : 2; }
 
 /* Kfuncs by program type: the key kfuncs (6.1) are for tracing and LSM programs on 6.1 and 6.12
- * (6.12 adds tracepoints and perf events); 6.13 opened them to most types, XDP included. */
+ * (6.12 adds tracepoints and perf events); by 6.18 most types have them, XDP included. */
 struct bpf_key;
 extern struct bpf_key *bpf_lookup_system_key(u64 id) __ksym;
 extern void bpf_key_put(struct bpf_key *key) __ksym;
