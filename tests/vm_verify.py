@@ -30,11 +30,12 @@ def main(paths: list[str]) -> int:
     if paths[:1] == ["--probe-helpers"]:
         paths = paths[1:]
         asked = sorted(tables()[-1].kfunc_names)
-        results = probe(kfuncs=asked, ctx_scopes=CTX_SCOPES)
+        kfuncs = known_kfuncs(asked)
+        results = probe(kfuncs=kfuncs, ctx_scopes=CTX_SCOPES)
         print(json.dumps({"helpers": {
             "last_helper": results[0].last_helper if results else None,
             "scopes": {r.scope: list(r.allowed) for r in results},
-            "kfunc_names": sorted(known_kfuncs(asked)),
+            "kfunc_names": sorted(kfuncs),
             "kfuncs": {r.scope: list(r.kfuncs) for r in results},
             "sleepable_kfuncs": {r.scope: list(r.sleepable_kfuncs) for r in results
                                  if r.sleepable_kfuncs},

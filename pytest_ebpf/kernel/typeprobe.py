@@ -37,10 +37,10 @@ import os
 import re
 import struct
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from pytest_ebpf.abi import AttachType, ProgType
+from pytest_ebpf.abi import AttachType, ProgType, PseudoCall
 from pytest_ebpf.errors import EbpfError
 from pytest_ebpf.kernel.layout import BPF_F_SLEEPABLE
 from pytest_ebpf.kernel.progs import prog_load
@@ -82,7 +82,6 @@ _KFUNC_REFUSED = re.compile(r"^calling kernel function (\w+) is not allowed$", r
 _KFUNC_SLEEPS = re.compile(r"^program must be sleepable to call sleepable kfunc (\w+)$", re.M)
 
 _CALL, _MOV_R0_0, _EXIT = 0x85, 0xB7, 0x95
-_PSEUDO_KFUNC_CALL = 2
 _LDX_MEM, _STX_MEM = 0x61, 0x63
 _SIZE_BITS = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
 
@@ -106,7 +105,7 @@ def _helper_call(helper: int) -> bytes:
 
 
 def _kfunc_call(btf_id: int) -> bytes:
-    return _insn(_CALL, btf_id, _PSEUDO_KFUNC_CALL)
+    return _insn(_CALL, btf_id, PseudoCall.KFUNC_CALL)
 
 
 @dataclass(frozen=True)
@@ -206,7 +205,7 @@ def known_kfuncs(names: list[str]) -> dict[str, int]:
     return ids
 
 
-def _kfuncs(load: _Load, ids: dict[str, int]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _kfuncs(load: _Load, ids: Mapping[str, int]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     allowed, sleeps = [], []
     for name, btf_id in ids.items():
         _, log = load.outcome(_kfunc_call(btf_id))
@@ -233,13 +232,14 @@ def _ctx(load: _Load) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def probe(kinds: dict[str, ProgramKind] | None = None, kfuncs: list[str] | None = None,
+def probe(kinds: dict[str, ProgramKind] | None = None, kfuncs: Mapping[str, int] | None = None,
           ctx_scopes: Collection[str] | None = ()) -> list[ProbeResult]:
-    """Ask the running kernel which helpers, and which of *kfuncs* (None: none), each kind may
-    call, and which context accesses the kinds of *ctx_scopes* may make (None: every kind)
-    (root); kinds it cannot load are left out."""
+    """Ask the running kernel which helpers, and which of *kfuncs* (name -> BTF id, as
+    :func:`known_kfuncs` finds them; None: none), each kind may call, and which context
+    accesses the kinds of *ctx_scopes* may make (None: every kind) (root); kinds it cannot load
+    are left out."""
     kinds = probe_kinds() if kinds is None else kinds
-    ids = known_kfuncs(kfuncs or [])
+    ids = kfuncs or {}
     out: list[ProbeResult] = []
     last: int | None = None
     for scope, kind in kinds.items():
@@ -274,11 +274,11 @@ def _ranges(ids: tuple[int, ...]) -> str:
     return ",".join(parts)
 
 
-def table(results: list[ProbeResult], kfuncs: list[str]) -> dict[str, object]:
+def table(results: list[ProbeResult], kfuncs: Iterable[str]) -> dict[str, object]:
     """The results as the JSON document :mod:`pytest_ebpf.analysis.helper_types` reads:
-    helper ids and kfuncs (indices into ``kfuncs.names``, the *kfuncs* asked about that the
+    helper ids and kfuncs (indices into ``kfuncs.names``: *kfuncs*, those asked about that the
     kernel has) as ``1-5,8`` ranges."""
-    names = sorted(known_kfuncs(kfuncs))
+    names = sorted(kfuncs)
     index = {name: i for i, name in enumerate(names)}
 
     def ranges_of(kfuncs: tuple[str, ...]) -> str:
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scopes:
         kinds = {s: k for s, k in kinds.items() if s in args.scopes.split(",")}
     try:
-        kfuncs = args.kfuncs.split(",") if args.kfuncs else kernel_kfuncs()
+        kfuncs = known_kfuncs(args.kfuncs.split(",") if args.kfuncs else kernel_kfuncs())
         results = probe(kinds, kfuncs, ctx_scopes=None)
     except EbpfError as exc:
         print(f"pytest-ebpf: the helper probe failed: {exc}", file=sys.stderr)
